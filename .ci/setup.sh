@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Everything a fresh machine needs, idempotent: the virtualenv, the package and its extras.
+# Usage: .ci/setup.sh run|test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-run}
+python=${PYTHON:-python3}
+
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+fi
+case "$mode" in
+  run)  .venv/bin/pip install -q -e . ;;
+  test) .venv/bin/pip install -q -e ".[test]" ;;
+  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac

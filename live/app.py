@@ -1,0 +1,95 @@
+"""The ASGI app: the Live WebSocket at every version, plus HTTP on the same port (one base URL for SDKs)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import JSONResponse
+
+from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential
+from live.backends.registry import Backends
+from live.config import Settings
+from live.session import Session, SessionLimits
+from live.transport import StarletteTransport
+from live.turns import TurnLimits
+from sandbox import Executor
+
+log = logging.getLogger("openlive.app")
+
+LIVE_PATH = re.compile(
+    r"(?:/[^/]+)*?/ws/google\.ai\.generativelanguage\.(?P<version>v1|v1beta|v1alpha)"
+    r"\.GenerativeService\.(?P<method>BidiGenerateContent|BidiGenerateContentConstrained)"
+)
+
+
+@dataclass
+class Services:
+    backends: Backends
+    executor: Executor
+
+
+def create_app(
+    settings: Settings,
+    make_services: Callable[[Settings], Services],
+    on_ready: Callable[[], None] | None = None,
+) -> FastAPI:
+    services: Services | None = None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        nonlocal services
+        services = make_services(settings)
+        await services.executor.start()
+        try:
+            if on_ready is not None:
+                on_ready()
+            yield
+        finally:
+            await services.executor.close()
+            await services.backends.close()
+
+    app = FastAPI(title="openlive", lifespan=lifespan, docs_url=None, redoc_url=None)
+    limits = SessionLimits(
+        max_message_bytes=settings.max_message_bytes,
+        setup_timeout_s=settings.setup_timeout_s,
+        turn=TurnLimits(
+            code_deadline_s=settings.code_deadline_s,
+            max_code_attempts=settings.max_code_attempts,
+            max_output_chars=settings.max_code_output_chars,
+        ),
+    )
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.websocket("/{path:path}")
+    async def live(websocket: WebSocket) -> None:
+        await websocket.accept()
+        transport = StarletteTransport(websocket)
+        match = LIVE_PATH.fullmatch(re.sub("/+", "/", websocket.url.path))
+        if match is None:
+            await transport.close(1008, "Method not found.")
+            return
+        credential = presented_credential(websocket.headers, websocket.query_params)
+        if not is_authorized(credential, settings.api_keys):
+            await transport.close(1008, UNREGISTERED_CALLER)
+            return
+        assert services is not None
+        session = Session(
+            transport,
+            services.backends,
+            services.executor,
+            limits,
+            session_id=uuid.uuid4().hex,
+            api_version=match["version"],
+        )
+        await session.serve()
+
+    return app

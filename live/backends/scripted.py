@@ -1,0 +1,232 @@
+"""A deterministic model driven by a YAML/JSON script, for tests and for client developers' CI.
+
+The backend is stateless: every request carries the turn so far, so the position in a rule's reply is
+recovered from the history (which code and call steps already ran), exactly as a real model would see it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from live.backends.base import (
+    CodeCall,
+    Finish,
+    FunctionCallRequest,
+    FunctionCalls,
+    ModelEvent,
+    ModelRequest,
+    TextDelta,
+    Usage,
+)
+from protocol import Content
+
+DEFAULT_SCRIPT = Path(__file__).resolve().parent.parent / "data" / "demo_script.yaml"
+_TEMPLATE = re.compile(r"\{\{\s*(output|response|match\.(\d+))\s*\}\}")
+_CHUNK = re.compile(r"\s*\S+(?:\s+\S+){0,3}\s*")
+
+
+class CallSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class Step(BaseModel):
+    """One of `text` (streamed in chunks), `code` (run in the sandbox) or `call` (a client function)."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = None
+    code: str | None = None
+    call: CallSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        if sum(x is not None for x in (self.text, self.code, self.call)) != 1:
+            raise ValueError("a step has exactly one of text, code, call")
+        return self
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    match: str
+    reply: list[Step]
+
+    @model_validator(mode="after")
+    def _compiles(self) -> Rule:
+        re.compile(self.match)
+        return self
+
+
+class Script(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rules: list[Rule]
+    fallback: str = "I have no scripted reply for that."
+
+    @classmethod
+    def load(cls, path: Path) -> Script:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        return cls.model_validate(data)
+
+
+@dataclass(frozen=True)
+class _Action:
+    """A code or call step that already ran in this turn, as the history shows it."""
+
+    kind: str  # "code" | "call"
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class _TurnView:
+    user_text: str
+    actions: list[_Action]
+    output: str  # of the last code result this turn
+    response: str  # the last function response this turn, as JSON
+
+
+def _view(history: Sequence[Content]) -> _TurnView:
+    """Finds the latest user text and what the model has done since (function responses are not user text)."""
+    start = 0
+    user_text = ""
+    for i in range(len(history) - 1, -1, -1):
+        c = history[i]
+        if c.role in (None, "user") and any(p.function_response is None for p in c.parts):
+            start, user_text = i, "".join(p.text or "" for p in c.parts)
+            break
+    actions: list[_Action] = []
+    output = response = ""
+    for c in history[start + 1 :]:
+        for p in c.parts:
+            if p.executable_code is not None:
+                actions.append(_Action("code"))
+            elif p.code_execution_result is not None:
+                ok = p.code_execution_result.outcome == "OUTCOME_OK"
+                if actions and actions[-1].kind == "code":
+                    actions[-1] = _Action("code", ok)
+                output = (p.code_execution_result.output or "").strip()
+            elif p.function_call is not None and c.role == "model":
+                actions.append(_Action("call"))
+            elif p.function_response is not None:
+                response = json.dumps(p.function_response.response or {}, sort_keys=True)
+    return _TurnView(user_text, actions, output, response)
+
+
+def _plan(steps: list[Step], actions: list[_Action], code_enabled: bool) -> list[Step]:
+    """The steps to emit now: texts not yet streamed, up to and including the next code or call step.
+
+    A failed code step is emitted again (the model regenerates) while code execution is still allowed.
+    """
+    ai, start = 0, 0
+    for idx, step in enumerate(steps):
+        if step.code is not None:
+            taken: list[_Action] = []
+            while ai < len(actions) and actions[ai].kind == "code":
+                taken.append(actions[ai])
+                ai += 1
+                if taken[-1].ok:
+                    break
+            if not taken:
+                if code_enabled:
+                    return steps[start : idx + 1]
+                continue  # no code tool: the text around it is still said
+            if not taken[-1].ok and ai == len(actions) and code_enabled:
+                return [step]
+            start = idx + 1
+        elif step.call is not None:
+            if ai < len(actions) and actions[ai].kind == "call":
+                ai += 1
+                start = idx + 1
+            else:
+                return steps[start : idx + 1]
+    return steps[start:]
+
+
+def _render(template: str, match: re.Match[str], view: _TurnView) -> str:
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) == "output":
+            return view.output
+        if m.group(1) == "response":
+            return view.response
+        group = int(m.group(2))
+        return (match.group(group) or "") if group <= (match.re.groups or 0) else ""
+
+    return _TEMPLATE.sub(sub, template)
+
+
+def _render_args(args: dict[str, Any], match: re.Match[str], view: _TurnView) -> dict[str, Any]:
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return _render(value, match, view)
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    rendered: dict[str, Any] = walk(args)
+    return rendered
+
+
+def _words(contents: Sequence[Content]) -> int:
+    return sum(len((p.text or "").split()) for c in contents for p in c.parts)
+
+
+class ScriptedBackend:
+    """Serves every model name (so unchanged Gemini examples work) from one script."""
+
+    def __init__(self, script: Script, served_name: str = "openlive-scripted") -> None:
+        self._script = script
+        self._rules = [(re.compile(r.match, re.DOTALL), r) for r in script.rules]
+        self._served_name = served_name
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> ScriptedBackend:
+        return cls(Script.load(path or DEFAULT_SCRIPT))
+
+    def models(self) -> list[str]:
+        return [self._served_name]
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        view = _view(request.history)
+        for pattern, rule in self._rules:
+            match = pattern.search(view.user_text)
+            if match:
+                steps = _plan(rule.reply, view.actions, request.code_execution)
+                break
+        else:
+            match, steps = None, [Step(text=self._script.fallback)]
+        produced = 0
+        for step in steps:
+            if step.text is not None:
+                text = _render(step.text, match, view) if match else step.text
+                produced += len(text.split())
+                for chunk in _CHUNK.findall(text):
+                    yield TextDelta(chunk)
+            elif step.code is not None:
+                if not request.code_execution:
+                    continue
+                assert match is not None
+                code = _render(step.code, match, view)
+                yield Usage(_words(request.history), produced + len(code.split()))
+                yield CodeCall(code)
+                return
+            elif step.call is not None:
+                yield Usage(_words(request.history), produced)
+                assert match is not None
+                args = _render_args(step.call.args, match, view)
+                yield FunctionCalls([FunctionCallRequest(step.call.name, args)])
+                return
+        yield Usage(_words(request.history), produced)
+        yield Finish()
+
+    async def close(self) -> None:
+        return None

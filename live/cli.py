@@ -1,0 +1,109 @@
+"""The `openlive` command: serve, certs, sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from live import logs
+from live.app import Services, create_app
+from live.backends.registry import Backends
+from live.backends.scripted import ScriptedBackend
+from live.certs import write_certs
+from live.config import Settings, load_settings
+from sandbox import SubprocessExecutor
+
+
+def make_services(settings: Settings) -> Services:
+    scripted = ScriptedBackend.from_file(settings.script)
+    return Services(backends=Backends([scripted], catch_all=scripted), executor=SubprocessExecutor())
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def serve(args: argparse.Namespace) -> int:
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "api_keys": args.api_key or None,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "backend": args.backend,
+        "script": args.script,
+        "log_level": args.log_level,
+        "code_deadline_s": args.code_deadline,
+    }
+    settings = load_settings(overrides, args.config)
+    logs.configure(settings.log_level)
+    sock = _listen(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+
+    def ready() -> None:
+        if not settings.api_keys:
+            print("openlive: no API keys configured, accepting any key", file=sys.stderr, flush=True)
+        print(f"openlive listening on {settings.scheme}://{shown_host}:{port}", flush=True)
+
+    app = create_app(settings, make_services, on_ready=ready)
+    config = uvicorn.Config(
+        app,
+        ssl_certfile=settings.tls_cert,
+        ssl_keyfile=settings.tls_key,
+        ws_max_size=4 * settings.max_message_bytes,  # the session answers oversize frames itself
+        log_level="warning",
+        lifespan="on",
+    )
+    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+    return 0
+
+
+def certs(args: argparse.Namespace) -> int:
+    for path in write_certs(args.dir):
+        print(path)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="openlive", description="A self-hostable Gemini Live API server.")
+    sub = top.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the server")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int, help="0 picks a free port (printed on start)")
+    s.add_argument("--api-key", action="append", help="accepted API key (repeatable); env OPENLIVE_API_KEYS")
+    s.add_argument("--tls-cert", type=Path)
+    s.add_argument("--tls-key", type=Path)
+    s.add_argument("--backend", choices=["scripted"])
+    s.add_argument("--script", type=Path, help="scripted model: YAML or JSON script (default: bundled demo)")
+    s.add_argument("--code-deadline", type=float, help="seconds a code block may run (default 30)")
+    s.add_argument("--log-level")
+    s.add_argument("--config", type=Path, help="TOML file with the same settings")
+    s.set_defaults(func=serve)
+
+    c = sub.add_parser("certs", help="write a local CA and a localhost certificate")
+    c.add_argument("dir", type=Path)
+    c.set_defaults(func=certs)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sandbox"]:
+        from sandbox.cli import main as sandbox_main
+
+        return sandbox_main(argv[1:])
+    args = parser().parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,73 @@
+"""Server settings: CLI flags override `OPENLIVE_*` environment variables, which override a TOML file."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENLIVE_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = 8443
+    # No keys configured means no authentication (local development); the server says so at start.
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    backend: Literal["scripted"] = "scripted"
+    script: Path | None = None  # None: the bundled demo script
+
+    max_message_bytes: int = 16 * MiB
+    setup_timeout_s: float = 30.0
+    code_deadline_s: float = 30.0
+    max_code_attempts: int = 5  # failed executions per turn before the model must answer without code
+    max_code_output_chars: int = 256 * 1024
+    log_level: str = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+
+def load_settings(overrides: dict[str, Any], config_file: Path | None = None) -> Settings:
+    """Builds settings with the precedence flags > environment > TOML file > defaults."""
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        file_values = tomllib.loads(config_file.read_text())
+
+    class _FromFile(PydanticBaseSettingsSource):
+        def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+            return file_values.get(field_name), field_name, False
+
+        def __call__(self) -> dict[str, Any]:
+            return dict(file_values)
+
+    class _Layered(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings, env_settings, _FromFile(settings_cls))
+
+    layered = _Layered(**{k: v for k, v in overrides.items() if v is not None})
+    return Settings.model_validate(layered.model_dump())

@@ -1,0 +1,265 @@
+"""One Live session: the setup handshake, the read loop, the single writer, turns and interruption."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from live.backends.errors import BackendError
+from live.backends.registry import Backends, model_id
+from live.transport import Transport, TransportClosed
+from live.turns import Conversation, TurnEngine, TurnLimits
+from protocol import (
+    ClientContent,
+    ClientMessage,
+    Content,
+    ContextUpdate,
+    FunctionCall,
+    FunctionResponse,
+    Part,
+    ProtocolError,
+    RealtimeInput,
+    ServerContent,
+    ServerMessage,
+    Setup,
+    SetupComplete,
+    Tool,
+    ToolCall,
+    ToolCallCancellation,
+    ToolResponse,
+    dump_server_message,
+    parse_client_message,
+)
+from sandbox import Executor
+
+log = logging.getLogger("openlive.session")
+
+INTERNAL_ERROR = "Internal error encountered."
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    max_message_bytes: int
+    setup_timeout_s: float
+    turn: TurnLimits
+
+
+@dataclass(frozen=True)
+class _Close:
+    code: int
+    reason: str
+
+
+def _apply_tools(conv: Conversation, tools: list[Tool]) -> None:
+    conv.functions = [f for t in tools for f in (t.function_declarations or [])]
+    conv.code_execution = any(t.code_execution is not None for t in tools)
+
+
+class Session:
+    def __init__(
+        self,
+        transport: Transport,
+        backends: Backends,
+        executor: Executor,
+        limits: SessionLimits,
+        session_id: str,
+        api_version: str = "v1beta",
+    ) -> None:
+        self.id = session_id
+        self._transport = transport
+        self._backends = backends
+        self._executor = executor
+        self._limits = limits
+        self._api_version = api_version
+        self._out: asyncio.Queue[ServerMessage | _Close] = asyncio.Queue()
+        self._pending: dict[str, asyncio.Future[FunctionResponse]] = {}
+        self._turn: asyncio.Task[None] | None = None
+        self._closing = False
+        self._log = logging.LoggerAdapter(log, {"session": session_id})
+
+    async def serve(self) -> None:
+        """Runs the session until the client leaves or an error closes it."""
+        try:
+            conv, engine = await self._handshake()
+        except (ProtocolError, BackendError) as exc:
+            self._log.info("setup rejected code=%d reason=%r", exc.code, exc.reason)
+            await self._transport.close(exc.code, exc.reason)
+            return
+        except (TransportClosed, TimeoutError):
+            await self._transport.close(1008, "No setup message received.")
+            return
+        async with asyncio.TaskGroup() as tg:
+            writer = tg.create_task(self._write())
+            try:
+                await self._read(conv, engine, tg)
+            finally:
+                await self._cancel_turn()
+                if not self._closing:
+                    writer.cancel()
+        self._log.info("session ended")
+
+    async def _handshake(self) -> tuple[Conversation, TurnEngine]:
+        raw = await asyncio.wait_for(self._transport.recv(), self._limits.setup_timeout_s)
+        self._check_size(raw)
+        setup = parse_client_message(raw).setup
+        if setup is None:
+            raise ProtocolError(1007, "Invalid request: the first message must be setup.")
+        backend = self._backends.resolve(setup.model, self._api_version)
+        conv = _conversation(setup)
+        engine = TurnEngine(backend, self._executor, self._limits.turn, self._emit, self._call_functions)
+        await self._transport.send(
+            dump_server_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id)))
+        )
+        self._log.info(
+            "setup model=%s code_execution=%s functions=%d",
+            conv.model,
+            conv.code_execution,
+            len(conv.functions),
+        )
+        return conv, engine
+
+    def _check_size(self, raw: str | bytes) -> None:
+        size = (
+            len(raw)
+            if isinstance(raw, bytes) or len(raw) * 4 <= self._limits.max_message_bytes
+            else len(raw.encode())
+        )
+        if size > self._limits.max_message_bytes:
+            raise ProtocolError(
+                1007, f"Request payload exceeds the limit of {self._limits.max_message_bytes} bytes."
+            )
+
+    async def _read(self, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup) -> None:
+        while not self._closing:
+            try:
+                raw = await self._transport.recv()
+            except TransportClosed:
+                return
+            try:
+                self._check_size(raw)
+                message = parse_client_message(raw)
+                await self._dispatch(message, conv, engine, tg)
+            except ProtocolError as exc:
+                self._log.info("closing code=%d reason=%r", exc.code, exc.reason)
+                self._close(exc.code, exc.reason)
+
+    async def _dispatch(
+        self, msg: ClientMessage, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup
+    ) -> None:
+        if msg.setup is not None:
+            raise ProtocolError(1007, "Invalid request: setup may only be sent once, as the first message.")
+        if msg.client_content is not None:
+            await self._on_client_content(msg.client_content, conv, engine, tg)
+        elif msg.realtime_input is not None:
+            await self._on_realtime_input(msg.realtime_input, conv, engine, tg)
+        elif msg.tool_response is not None:
+            self._on_tool_response(msg.tool_response)
+        elif msg.context_update is not None:
+            _on_context_update(msg.context_update, conv)
+
+    async def _on_client_content(
+        self, content: ClientContent, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup
+    ) -> None:
+        await self._interrupt()
+        conv.history.extend(content.turns)
+        if content.turn_complete:
+            self._start_turn(conv, engine, tg)
+
+    async def _on_realtime_input(
+        self, rt: RealtimeInput, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup
+    ) -> None:
+        if rt.text:
+            await self._interrupt()
+            conv.history.append(Content(role="user", parts=[Part(text=rt.text)]))
+            self._start_turn(conv, engine, tg)
+
+    def _on_tool_response(self, response: ToolResponse) -> None:
+        for fr in response.function_responses:
+            future = self._pending.pop(fr.id or "", None)
+            if future is None:
+                self._log.info("tool response for unknown or cancelled call id=%r", fr.id)
+            elif not future.done():
+                future.set_result(fr)
+
+    def _start_turn(self, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup) -> None:
+        self._turn = tg.create_task(self._run_turn(conv, engine))
+
+    async def _run_turn(self, conv: Conversation, engine: TurnEngine) -> None:
+        try:
+            await engine.run(conv)
+        except BackendError as exc:
+            self._log.warning("backend error code=%d reason=%r", exc.code, exc.reason)
+            self._close(exc.code, exc.reason)
+        except Exception:
+            self._log.exception("turn failed")
+            self._close(1011, INTERNAL_ERROR)
+
+    async def _interrupt(self) -> None:
+        """Cancels a running turn: pending calls are cancelled, then `interrupted` and `turnComplete`."""
+        if self._turn is None or self._turn.done():
+            return
+        await self._cancel_turn()
+        await self._emit(ServerMessage(server_content=ServerContent(interrupted=True)))
+        await self._emit(ServerMessage(server_content=ServerContent(turn_complete=True)))
+
+    async def _cancel_turn(self) -> None:
+        if self._turn is not None and not self._turn.done():
+            self._turn.cancel()
+            await asyncio.wait([self._turn])
+        self._turn = None
+
+    async def _call_functions(self, calls: list[FunctionCall]) -> list[FunctionResponse]:
+        """Sends a toolCall and waits for every response (BLOCKING behaviour)."""
+        loop = asyncio.get_running_loop()
+        futures = {c.id or "": loop.create_future() for c in calls}
+        self._pending.update(futures)
+        await self._emit(ServerMessage(tool_call=ToolCall(function_calls=calls)))
+        try:
+            return list(await asyncio.gather(*futures.values()))
+        except asyncio.CancelledError:
+            abandoned = [i for i in futures if self._pending.pop(i, None) is not None]
+            if abandoned:
+                self._out.put_nowait(
+                    ServerMessage(tool_call_cancellation=ToolCallCancellation(ids=abandoned))
+                )
+            raise
+
+    async def _emit(self, message: ServerMessage) -> None:
+        if not self._closing:
+            self._out.put_nowait(message)
+
+    def _close(self, code: int, reason: str) -> None:
+        """Closes after what is already queued has been sent."""
+        if not self._closing:
+            self._closing = True
+            self._out.put_nowait(_Close(code, reason))
+
+    async def _write(self) -> None:
+        """The only place that sends, so message order is defined here."""
+        while True:
+            item = await self._out.get()
+            if isinstance(item, _Close):
+                await self._transport.close(item.code, item.reason)
+                return
+            try:
+                await self._transport.send(dump_server_message(item))
+            except TransportClosed:
+                return
+
+
+def _conversation(setup: Setup) -> Conversation:
+    conv = Conversation(
+        model=model_id(setup.model),
+        system_instruction=setup.system_text(),
+        generation=setup.generation_config,
+    )
+    _apply_tools(conv, setup.tools or [])
+    return conv
+
+
+def _on_context_update(update: ContextUpdate, conv: Conversation) -> None:
+    if update.system_instruction is not None:
+        conv.system_instruction = "".join(p.text or "" for p in update.system_instruction.parts) or None
+    if update.tools is not None:
+        _apply_tools(conv, update.tools.tools)

@@ -1,0 +1,226 @@
+"""One model turn: stream model output, run code in the sandbox, call client functions, loop until done.
+
+The engine only appends to the conversation and emits server messages; the session owns the socket,
+pending function calls and interruption (it cancels the task running `TurnEngine.run`).
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from live.backends.base import CodeCall, Finish, FunctionCalls, ModelBackend, ModelRequest, TextDelta, Usage
+from protocol import (
+    Blob,
+    CodeExecutionResult,
+    Content,
+    ExecutableCode,
+    FunctionCall,
+    FunctionDeclaration,
+    FunctionResponse,
+    GenerationConfig,
+    ModalityTokenCount,
+    Part,
+    ServerContent,
+    ServerMessage,
+    UsageMetadata,
+)
+from sandbox import Executor, File, Job, Outcome, Result
+
+log = logging.getLogger("openlive.turns")
+
+Emit = Callable[[ServerMessage], Awaitable[None]]
+CallFunctions = Callable[[list[FunctionCall]], Awaitable[list[FunctionResponse]]]
+
+# Inline data larger than this cannot travel in one server message (base64 grows it by 4/3; the SDK
+# aborts on messages over 1 MiB), so it is reported in the result text instead.
+MAX_INLINE_BYTES = 700 * 1024
+_MEDIA_PREFIXES = ("audio/", "video/")
+
+
+@dataclass
+class Conversation:
+    """What a session knows: the model, its configuration and the history turns run against."""
+
+    model: str
+    history: list[Content] = field(default_factory=list)
+    system_instruction: str | None = None
+    functions: list[FunctionDeclaration] = field(default_factory=list)
+    code_execution: bool = False
+    generation: GenerationConfig | None = None
+
+
+@dataclass(frozen=True)
+class TurnLimits:
+    code_deadline_s: float = 30.0
+    max_code_attempts: int = 5
+    max_output_chars: int = 256 * 1024
+
+
+def new_call_id() -> str:
+    """Function call ids in the form the Gemini API uses."""
+    return f"function-call-{secrets.randbits(63)}"
+
+
+def model_message(part: Part) -> ServerMessage:
+    return ServerMessage(server_content=ServerContent(model_turn=Content(role="model", parts=[part])))
+
+
+@dataclass
+class _Tokens:
+    prompt: int = 0
+    response: int = 0
+
+    def add(self, usage: Usage) -> None:
+        self.prompt = max(self.prompt, usage.prompt_tokens)  # each request re-reads the whole history
+        self.response += usage.response_tokens
+
+    def metadata(self) -> UsageMetadata:
+        return UsageMetadata(
+            prompt_token_count=self.prompt,
+            response_token_count=self.response,
+            total_token_count=self.prompt + self.response,
+            prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=self.prompt)],
+            response_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=self.response)],
+        )
+
+
+class TurnEngine:
+    def __init__(
+        self,
+        backend: ModelBackend,
+        executor: Executor,
+        limits: TurnLimits,
+        emit: Emit,
+        call_functions: CallFunctions,
+    ) -> None:
+        self._backend = backend
+        self._executor = executor
+        self._limits = limits
+        self._emit = emit
+        self._call_functions = call_functions
+
+    async def run(self, conv: Conversation) -> None:
+        """Runs one turn to `turnComplete`. Cancelling it leaves what was already sent in the history."""
+        tokens = _Tokens()
+        failed_runs = 0
+        finished = False
+        while not finished:
+            request = ModelRequest(
+                model=conv.model,
+                history=list(conv.history),
+                system_instruction=conv.system_instruction,
+                functions=list(conv.functions),
+                code_execution=conv.code_execution and failed_runs < self._limits.max_code_attempts,
+                generation=conv.generation,
+            )
+            finished = True
+            async for event in self._backend.stream(request):
+                if isinstance(event, TextDelta):
+                    if event.text:
+                        _append_text(conv, event.text)
+                        await self._emit(model_message(Part(text=event.text)))
+                elif isinstance(event, Usage):
+                    tokens.add(event)
+                elif isinstance(event, CodeCall):
+                    if request.code_execution:
+                        result = await self._run_code(conv, event.code)
+                        failed_runs += result.outcome != Outcome.OK
+                        finished = False
+                    break
+                elif isinstance(event, FunctionCalls):
+                    calls = [FunctionCall(id=new_call_id(), name=c.name, args=c.args) for c in event.calls]
+                    _model_content(conv).parts.extend(Part(function_call=c) for c in calls)
+                    responses = await self._call_functions(calls)
+                    conv.history.append(
+                        Content(role="user", parts=[Part(function_response=r) for r in responses])
+                    )
+                    finished = False
+                    break
+                elif isinstance(event, Finish):
+                    break
+        await self._emit(ServerMessage(server_content=ServerContent(generation_complete=True)))
+        await self._emit(
+            ServerMessage(server_content=ServerContent(turn_complete=True), usage_metadata=tokens.metadata())
+        )
+
+    async def _run_code(self, conv: Conversation, code: str) -> Result:
+        call = ExecutableCode(language="PYTHON", code=code)
+        _model_content(conv).parts.append(Part(executable_code=call))
+        await self._emit(model_message(Part(executable_code=call)))
+        job = Job(
+            code=code,
+            files=_input_files(conv.history),
+            deadline_s=self._limits.code_deadline_s,
+            host_functions=[f.name for f in conv.functions],
+        )
+        result = await self._executor.run(job, self._host_call)
+        blobs, notes = _inline_results(result)
+        output = _cap(result.output, self._limits.max_output_chars) + notes
+        parts = [Part(code_execution_result=CodeExecutionResult(outcome=result.outcome.value, output=output))]
+        parts += [Part(inline_data=b) for b in blobs]
+        _model_content(conv).parts.extend(parts)
+        for part in parts:
+            await self._emit(model_message(part))
+        log.info("code outcome=%s duration_ms=%.1f", result.outcome.value, result.duration_s * 1000)
+        return result
+
+    async def _host_call(self, name: str, args: dict[str, Any]) -> Any:
+        """`default_api.<name>(...)` from running code becomes a toolCall to the client."""
+        (response,) = await self._call_functions([FunctionCall(id=new_call_id(), name=name, args=args)])
+        return response.response or {}
+
+
+def _model_content(conv: Conversation) -> Content:
+    if not conv.history or conv.history[-1].role != "model":
+        conv.history.append(Content(role="model", parts=[]))
+    return conv.history[-1]
+
+
+def _append_text(conv: Conversation, text: str) -> None:
+    parts = _model_content(conv).parts
+    if parts and parts[-1].text is not None and not parts[-1].thought:
+        parts[-1] = Part(text=parts[-1].text + text)
+    else:
+        parts.append(Part(text=text))
+
+
+def _cap(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[output truncated: {len(text) - limit} more characters]\n"
+
+
+def _input_files(history: list[Content]) -> list[File]:
+    """Files the user attached (inline data other than audio/video) are placed in the job's scratch dir."""
+    files: dict[str, File] = {}
+    for content in history:
+        if content.role not in (None, "user"):
+            continue
+        for part in content.parts:
+            blob = part.inline_data
+            if blob is None or blob.data is None or (blob.mime_type or "").startswith(_MEDIA_PREFIXES):
+                continue
+            mime = blob.mime_type or "application/octet-stream"
+            name = blob.display_name or f"input_file_{len(files)}{mimetypes.guess_extension(mime) or ''}"
+            files[name] = File(name=name, data=blob.data, mime_type=mime)
+    return list(files.values())
+
+
+def _inline_results(result: Result) -> tuple[list[Blob], str]:
+    """Figures and written files as inline data, and a note for any too large to send."""
+    blobs: list[Blob] = []
+    notes = ""
+    items = [(f"figure {i + 1}", "image/png", png) for i, png in enumerate(result.images)]
+    items += [(f.name, f.mime_type, f.data) for f in result.files]
+    for name, mime, data in items:
+        if len(data) > MAX_INLINE_BYTES:
+            notes += f"\n[{name} omitted: {len(data)} bytes exceeds the message size limit]\n"
+        else:
+            display = None if name.startswith("figure ") else name
+            blobs.append(Blob(mime_type=mime, data=data, display_name=display))
+    return blobs, notes

@@ -1,0 +1,104 @@
+"""Bytes <-> messages: the only place wire text is read or written.
+
+Every client-caused failure becomes a ``ProtocolError(1007, reason)`` with a short,
+human reason, so the server can close the socket with it as-is; nothing here
+ever lets a traceback or pydantic's full error dump reach the wire.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+from pydantic import ValidationError
+
+from .client import ClientMessage
+from .errors import CLOSE_INVALID_PAYLOAD, MessageTooLarge, ProtocolError
+from .server import ServerMessage
+
+MAX_SERVER_MESSAGE_BYTES = 1 << 20
+"""websockets' default ``max_size``, which the SDK client does not override."""
+
+_FIELD_BY_KEY: dict[str, str] = {
+    key: name for name, field in ClientMessage.model_fields.items() for key in (name, field.alias or name)
+}
+_EXPECTED = ", ".join(f.alias or n for n, f in ClientMessage.model_fields.items())
+
+
+def _reject_constant(token: str) -> NoReturn:
+    # json.loads would otherwise accept NaN / Infinity, which are not JSON.
+    raise ValueError(f"invalid literal {token}")
+
+
+def _invalid(reason: str) -> ProtocolError:
+    return ProtocolError(CLOSE_INVALID_PAYLOAD, reason)
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for item in loc:
+        out += f"[{item}]" if isinstance(item, int) else (f".{item}" if out else item)
+    return out
+
+
+def _describe(error: ValidationError) -> str:
+    """One line in Google's style, for the first error only: where and what."""
+    first = error.errors(include_url=False, include_input=False, include_context=False)[0]
+    message = first["msg"].removeprefix("Value error, ")
+    path = _path(first["loc"])
+    text = f"Invalid value at '{path}': {message}" if path else f"Invalid value: {message}"
+    more = error.error_count() - 1
+    return f"{text} (and {more} more)" if more else text
+
+
+def _load_json(data: bytes | str) -> Any:
+    if isinstance(data, bytes | bytearray | memoryview):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _invalid("Invalid JSON payload received. Message is not valid UTF-8.") from None
+    else:
+        text = data
+    try:
+        return json.loads(text.removeprefix("\ufeff"), parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise _invalid(
+            f"Invalid JSON payload received. {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+    except (ValueError, RecursionError):
+        raise _invalid("Invalid JSON payload received. Message is not valid JSON.") from None
+
+
+def parse_client_message(data: bytes | str) -> ClientMessage:
+    """Parse one client frame (text or binary) into a ClientMessage.
+
+    Raises ProtocolError(1007) for anything a client got wrong; the reason names
+    the problem and is already cut to the 123-byte close-reason limit.
+    """
+    obj = _load_json(data)
+    if not isinstance(obj, dict):
+        raise _invalid(f"Invalid JSON payload received. Expected an object, got {type(obj).__name__}.")
+    for key in obj:
+        if key not in _FIELD_BY_KEY:
+            raise _invalid(f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.')
+    present = [key for key, value in obj.items() if value is not None]
+    if not present:
+        raise _invalid(f"Invalid JSON payload received. Expected one of: {_EXPECTED}.")
+    if len(present) > 1:
+        raise _invalid(f"Invalid JSON payload received. More than one message field: {', '.join(present)}.")
+    try:
+        return ClientMessage.model_validate(obj)
+    except ValidationError as exc:
+        raise _invalid(_describe(exc)) from None
+
+
+def dump_server_message(msg: ServerMessage) -> bytes:
+    """Serialise for a binary frame: compact UTF-8 JSON, camelCase, None fields left out.
+
+    Set sub-objects stay even when empty, so ``SetupComplete()`` gives
+    ``{"setupComplete":{}}``. Raises MessageTooLarge over 1 MiB.
+    """
+    raw = msg.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
+    if len(raw) > MAX_SERVER_MESSAGE_BYTES:
+        raise MessageTooLarge(len(raw), MAX_SERVER_MESSAGE_BYTES)
+    return raw

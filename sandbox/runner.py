@@ -1,0 +1,190 @@
+"""The in-job side: receives one job over the channel, runs the code, sends back figures, files and exit state.
+
+Runs inside the confined process with the job's privileges, so nothing it reports is trusted by the server;
+it exists to make results convenient (figures as PNG, written files, a clean traceback, `default_api`).
+Channel fd layout: 0 = /dev/null, 1 = stdout pipe, 2 = stderr pipe, the channel socket passed in.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import io
+import os
+import random
+import socket
+import sys
+import threading
+import traceback
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NoReturn
+
+from sandbox import frames
+
+# Why a job failed, when it is one of our limits rather than a plain bug; the server words the note.
+LIMIT_KINDS = ("memory", "file_size", "disk", "processes")
+
+
+class HostCallError(RuntimeError):
+    """The host could not complete a `default_api` call (the client returned an error, or it was cancelled)."""
+
+
+class DefaultApi:
+    """`default_api.<name>(**kwargs)`: forwards a call to the server and blocks until the client answers."""
+
+    def __init__(self, channel: socket.socket, names: list[str]) -> None:
+        self._channel = channel
+        self._names = frozenset(names)
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self._names:
+            declared = ", ".join(sorted(self._names)) or "none"
+            raise AttributeError(f"default_api has no function {name!r} (declared: {declared})")
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if args:
+                raise TypeError(f"default_api.{name}() takes keyword arguments only")
+            with self._lock:
+                frames.send(self._channel, {"t": "call", "name": name, "args": kwargs})
+                reply, _ = frames.recv(self._channel)
+            if not reply.get("ok"):
+                raise HostCallError(f"default_api.{name}: {reply.get('error', 'failed')}")
+            return reply.get("value")
+
+        call.__name__ = name
+        return call
+
+    def __dir__(self) -> list[str]:
+        return sorted(self._names)
+
+
+def _reseed() -> None:
+    """Forked jobs inherit the warm worker's RNG state; each job must draw different numbers."""
+    random.seed()
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed()
+
+
+def _limit_kind(exc: BaseException) -> str | None:
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, MemoryError):
+            return "memory"
+        if isinstance(e, OSError) and e.errno == errno.EFBIG:
+            return "file_size"
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "disk"
+        if isinstance(e, BlockingIOError) and e.errno == errno.EAGAIN:
+            return "processes"  # fork() under RLIMIT_NPROC
+        if isinstance(e, RuntimeError) and "can't start new thread" in str(e):
+            return "processes"  # threads count against RLIMIT_NPROC too
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _print_user_traceback(exc: BaseException, tb: TracebackType | None) -> None:
+    """Print the traceback without the runner's own frame, as if the code had run as a script."""
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb, file=sys.stderr)
+
+
+def _execute(code: str, api: DefaultApi) -> tuple[int, str | None]:
+    """Run the code as `__main__`; return (exit code, limit kind or None)."""
+    scope: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins, "default_api": api}
+    try:
+        exec(compile(code, "<code>", "exec"), scope)
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return int(e.code or 0), None
+        print(e.code, file=sys.stderr)
+        return 1, None
+    except BaseException as e:
+        _print_user_traceback(e, e.__traceback__)
+        return 1, _limit_kind(e)
+    return 0, None
+
+
+def _figures(dpi: int, limit: int) -> list[bytes]:
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return []
+    pngs = []
+    for num in plt.get_fignums()[:limit]:
+        buf = io.BytesIO()
+        plt.figure(num).savefig(buf, format="png", dpi=dpi)
+        pngs.append(buf.getvalue())
+    plt.close("all")
+    return pngs
+
+
+def _written_files(inputs: dict[str, bytes], max_files: int, max_bytes: int) -> tuple[list[str], list[bytes]]:
+    """Regular files under cwd that are new or changed, within the caps."""
+    names: list[str] = []
+    blobs: list[bytes] = []
+    total = 0
+    for path in sorted(Path(".").rglob("*")):
+        if len(names) >= max_files:
+            break
+        if path.is_symlink() or not path.is_file():
+            continue
+        name = path.as_posix()
+        try:
+            size = path.stat().st_size
+            if total + size > max_bytes:
+                continue
+            data = path.read_bytes()[: max_bytes - total]
+        except OSError:
+            continue
+        if inputs.get(name) == data:
+            continue
+        names.append(name)
+        blobs.append(data)
+        total += len(data)
+    return names, blobs
+
+
+def _stdio() -> list[io.TextIOWrapper]:
+    """Fresh, line-buffered text streams on fds 1 and 2, so output survives a kill at the deadline."""
+    streams = []
+    for fd, attr in ((1, "stdout"), (2, "stderr")):
+        stream = open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1)  # noqa: SIM115
+        setattr(sys, attr, stream)
+        setattr(sys, f"__{attr}__", stream)
+        streams.append(stream)
+    return streams
+
+
+def serve(channel: socket.socket) -> NoReturn:
+    """Receive one job, run it, report, and exit: a runner is never reused."""
+    streams = _stdio()
+    header, blobs = frames.recv(channel)
+    inputs = dict(zip(header["files"], blobs, strict=True))
+    for name, data in inputs.items():
+        path = Path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    _reseed()
+    api = DefaultApi(channel, header["host_functions"])
+    exit_code, limit = _execute(header["code"], api)
+    try:
+        images = _figures(header["dpi"], header["max_images"])
+    except Exception as e:
+        print(f"could not render figures: {e!r}", file=sys.stderr)
+        images = []
+    names, data = _written_files(inputs, header["max_files"], header["max_file_bytes"])
+    for stream in streams:
+        try:
+            stream.flush()
+        except OSError:
+            pass  # the server stopped reading (output cap); nothing more to say
+    os.close(1)
+    os.close(2)
+    done = {"t": "done", "exit": exit_code, "limit": limit, "images": len(images), "files": names}
+    frames.send(channel, done, images + data)
+    os._exit(0)

@@ -1,0 +1,128 @@
+"""Real servers for the tests: `openlive serve` processes on ephemeral ports, TLS from `openlive certs`."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from google import genai
+from google.genai import types
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+OPENLIVE = str(Path(sys.executable).parent / "openlive")
+API_KEY = "test-key"
+START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[str]
+    url: str
+    port: int
+    ca: Path
+    log: Path
+
+    @property
+    def ws_base(self) -> str:
+        return self.url.replace("https://", "wss://").replace("http://", "ws://")
+
+    def live_url(self, version: str = "v1beta") -> str:
+        return (
+            f"{self.ws_base}/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"
+        )
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca))
+
+    def client(self, api_key: str = API_KEY, api_version: str = "v1beta") -> genai.Client:
+        return genai.Client(
+            api_key=api_key,
+            http_options=types.HttpOptions(
+                base_url=self.url, api_version=api_version, async_client_args={"ssl": self.ssl_context()}
+            ),
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_server(certs: Path, log: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    """Starts `openlive serve --port 0` and waits for its `openlive listening on URL` line."""
+    cmd = [
+        OPENLIVE,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--api-key",
+        API_KEY,
+        "--tls-cert",
+        str(certs / "server.pem"),
+        "--tls-key",
+        str(certs / "server.key"),
+        *args,
+    ]
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env or dict(os.environ)
+        )
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    if not sel.select(START_TIMEOUT_S):
+        proc.kill()
+        raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
+    line = proc.stdout.readline().strip()
+    if not line.startswith("openlive listening on "):
+        proc.kill()
+        raise RuntimeError(f"unexpected start line {line!r}: {log.read_text()[-2000:]}")
+    url = line.removeprefix("openlive listening on ")
+    return Server(proc, url, int(url.rsplit(":", 1)[1]), certs / "ca.pem", log)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("certs")
+    subprocess.run([OPENLIVE, "certs", str(directory)], check=True, capture_output=True)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The default set-up: the bundled demo script."""
+    srv = start_server(certs, tmp_path_factory.mktemp("logs") / "server.log")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def test_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The test script, a second key and a 3 s code deadline."""
+    srv = start_server(
+        certs,
+        tmp_path_factory.mktemp("logs") / "test-server.log",
+        "--script",
+        str(DATA / "test_script.yaml"),
+        "--api-key",
+        "second-key",
+        "--code-deadline",
+        "3",
+    )
+    yield srv
+    srv.stop()

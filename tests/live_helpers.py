@@ -1,0 +1,85 @@
+"""What a test needs to read a Live turn the way a client sees it."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.genai import live, types
+
+SEED_PROMPT = (
+    "What is the sum of the first 50 prime numbers? "
+    "Generate and run code for the calculation, and make sure you get all 50."
+)
+CODE_TOOLS: list[Any] = [{"code_execution": {}}]
+
+
+def text_config(tools: list[Any] | None = None) -> types.LiveConnectConfig:
+    return types.LiveConnectConfig(response_modalities=[types.Modality.TEXT], tools=tools or CODE_TOOLS)
+
+
+@dataclass
+class Turn:
+    """One turn's events in arrival order: ("text", str) ("code", str) ("result", (outcome, output))
+    ("image", (mime, bytes)) ("tool_call", [FunctionCall]) ("cancel", [ids]) ("interrupted", None)
+    ("generation_complete", None) ("turn_complete", UsageMetadata|None)."""
+
+    events: list[tuple[str, Any]] = field(default_factory=list)
+
+    def kinds(self) -> list[str]:
+        kinds: list[str] = []
+        for kind, _ in self.events:
+            if not (kind == "text" and kinds and kinds[-1] == "text"):
+                kinds.append(kind)
+        return kinds
+
+    def of(self, kind: str) -> list[Any]:
+        return [v for k, v in self.events if k == kind]
+
+    def text(self) -> str:
+        return "".join(self.of("text"))
+
+
+def record(turn: Turn, msg: types.LiveServerMessage) -> None:
+    if msg.tool_call and msg.tool_call.function_calls:
+        turn.events.append(("tool_call", msg.tool_call.function_calls))
+    if msg.tool_call_cancellation:
+        turn.events.append(("cancel", msg.tool_call_cancellation.ids))
+    sc = msg.server_content
+    if sc is None:
+        return
+    for part in (sc.model_turn.parts or []) if sc.model_turn else []:
+        if part.text is not None:
+            turn.events.append(("text", part.text))
+        if part.executable_code is not None:
+            turn.events.append(("code", part.executable_code.code))
+        if part.code_execution_result is not None:
+            r = part.code_execution_result
+            turn.events.append(("result", (r.outcome, r.output or "")))
+        if part.inline_data is not None:
+            turn.events.append(("image", (part.inline_data.mime_type, part.inline_data.data)))
+    if sc.interrupted:
+        turn.events.append(("interrupted", None))
+    if sc.generation_complete:
+        turn.events.append(("generation_complete", None))
+    if sc.turn_complete:
+        turn.events.append(("turn_complete", msg.usage_metadata))
+
+
+async def receive_turn(session: live.AsyncSession, turn: Turn | None = None) -> Turn:
+    """Reads until turnComplete (the SDK's receive() stops there)."""
+    turn = turn or Turn()
+    async for msg in session.receive():
+        record(turn, msg)
+    return turn
+
+
+async def ask(session: live.AsyncSession, text: str) -> Turn:
+    await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(text=text)]))
+    return await receive_turn(session)
+
+
+def is_png(data: bytes | str) -> bool:
+    raw = data if isinstance(data, bytes) else base64.b64decode(data)
+    return raw.startswith(b"\x89PNG\r\n\x1a\n")

@@ -1,0 +1,205 @@
+"""The google-genai SDK against a real openlive server over wss://: the core Live paths end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import matplotlib.image
+from google.genai import types
+
+from live.backends.scripted import DEFAULT_SCRIPT
+from tests.conftest import Server
+from tests.live_helpers import SEED_PROMPT, ask, is_png, receive_turn, text_config
+
+MODEL = "gemini-live-2.5-flash-preview"
+
+
+async def test_seed_example_runs_real_code(server: Server) -> None:
+    async with server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        assert session.session_id  # setupComplete carries the session id
+        turn = await ask(session, SEED_PROMPT)
+    assert turn.kinds() == ["text", "code", "result", "text", "generation_complete", "turn_complete"]
+    (code,) = turn.of("code")
+    assert "while len(primes) < 50" in code
+    (outcome, output) = turn.of("result")[0]
+    assert outcome == types.Outcome.OUTCOME_OK
+    assert output.strip() == "5117"
+    assert "5117" in "".join(
+        v for k, v in turn.events[turn.events.index(("result", (outcome, output))) :] if k == "text"
+    )
+    # Honest: the number comes from running the code, not from the script.
+    assert "5117" not in DEFAULT_SCRIPT.read_text()
+    usage = turn.of("turn_complete")[0]
+    assert (
+        usage is not None and usage.total_token_count == usage.prompt_token_count + usage.response_token_count
+    )
+
+
+async def test_the_answer_follows_the_code_not_the_script(server: Server) -> None:
+    async with server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        turn = await ask(session, "What is the sum of the first 10 prime numbers?")
+    assert turn.of("result") == [(types.Outcome.OUTCOME_OK, "129\n")]
+    assert "is 129." in turn.text()
+
+
+async def test_plot_returns_png(server: Server) -> None:
+    async with server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        turn = await ask(session, "Please plot sin and cos for me")
+    assert turn.kinds()[:4] == ["text", "code", "result", "image"]
+    ((mime, data),) = turn.of("image")
+    assert mime == "image/png" and is_png(data)
+    pixels = matplotlib.image.imread(io.BytesIO(data), format="png")
+    assert pixels.shape[0] > 100 and pixels.shape[1] > 100
+
+
+async def test_failing_code_is_regenerated_at_most_five_times(server: Server) -> None:
+    async with server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        turn = await ask(session, "show me some code that will fail")
+        results = turn.of("result")
+        assert len(turn.of("code")) == 5 and len(results) == 5
+        for outcome, output in results:
+            assert outcome == types.Outcome.OUTCOME_FAILED
+            assert "Traceback (most recent call last)" in output and "ZeroDivisionError" in output
+            assert "about to divide" in output  # stdout before the failure is kept
+        assert "ZeroDivisionError" in turn.text()  # the model got the error and answered without code
+        assert turn.kinds()[-2:] == ["generation_complete", "turn_complete"]
+        # The session is still usable afterwards.
+        again = await ask(session, "hello")
+        assert "scripted demo model" in again.text()
+
+
+async def test_without_the_code_tool_no_code_runs(server: Server) -> None:
+    config = types.LiveConnectConfig(response_modalities=[types.Modality.TEXT])
+    async with server.client().aio.live.connect(model=MODEL, config=config) as session:
+        turn = await ask(session, SEED_PROMPT)
+    assert turn.of("code") == [] and turn.of("result") == []
+    assert turn.kinds()[-2:] == ["generation_complete", "turn_complete"]
+
+
+async def test_function_call_round_trip(server: Server) -> None:
+    weather = types.FunctionDeclaration(
+        name="get_weather",
+        description="Weather for a city",
+        parameters=types.Schema(
+            type=types.Type.OBJECT, properties={"city": types.Schema(type=types.Type.STRING)}
+        ),
+    )
+    config = text_config([types.Tool(function_declarations=[weather])])
+    async with server.client().aio.live.connect(model=MODEL, config=config) as session:
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="What is the weather in Paris?")])
+        )
+        first = await receive_turn_until_tool_call(session)
+        ((call,),) = first
+        assert call.name == "get_weather" and call.args == {"city": "Paris"}
+        assert call.id and call.id.startswith("function-call-")
+        await session.send_tool_response(
+            function_responses=[
+                types.FunctionResponse(id=call.id, name=call.name, response={"forecast": "sunny, 24C"})
+            ]
+        )
+        turn = await receive_turn(session)
+    assert "sunny, 24C" in turn.text()
+    assert turn.kinds()[-2:] == ["generation_complete", "turn_complete"]
+
+
+async def receive_turn_until_tool_call(session: object) -> list[list[types.FunctionCall]]:
+    """receive() does not stop at a toolCall, so read messages until one arrives."""
+    calls: list[list[types.FunctionCall]] = []
+    async for msg in session.receive():  # type: ignore[attr-defined]
+        if msg.tool_call:
+            calls.append(msg.tool_call.function_calls)
+            break
+    return calls
+
+
+async def test_code_calls_client_function_mid_run(test_server: Server) -> None:
+    lights = types.FunctionDeclaration(name="turn_on_the_lights", description="Lights on")
+    config = text_config([{"code_execution": {}}, types.Tool(function_declarations=[lights])])
+    async with test_server.client().aio.live.connect(model=MODEL, config=config) as session:
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="please turn on the lights")])
+        )
+        ((call,),) = await receive_turn_until_tool_call(session)
+        assert call.name == "turn_on_the_lights" and call.args == {"room": "kitchen"}
+        await session.send_tool_response(
+            function_responses=[types.FunctionResponse(id=call.id, name=call.name, response={"result": "ok"})]
+        )
+        turn = await receive_turn(session)
+    assert turn.of("result") == [(types.Outcome.OUTCOME_OK, "{'result': 'ok'}\n")]
+    assert "Done: {'result': 'ok'}" in turn.text()
+
+
+async def test_deadline_exceeded_keeps_partial_output(test_server: Server) -> None:
+    async with test_server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        turn = await ask(session, "sleep forever")
+    outcome, output = turn.of("result")[0]
+    assert outcome == types.Outcome.OUTCOME_DEADLINE_EXCEEDED
+    assert "going to sleep" in output
+
+
+async def test_new_content_interrupts_running_code(test_server: Server) -> None:
+    async with test_server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="sleep forever")])
+        )
+        async for msg in session.receive():
+            sc = msg.server_content
+            if sc and sc.model_turn and any(p.executable_code for p in sc.model_turn.parts or []):
+                break
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="echo after")])
+        )
+        interrupted = await receive_turn(session)
+        assert interrupted.kinds() == ["interrupted", "turn_complete"]
+        turn = await receive_turn(session)
+    assert turn.text() == "echo: after"
+
+
+async def test_realtime_text_and_incremental_client_content(test_server: Server) -> None:
+    async with test_server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        await session.send_realtime_input(text="echo from realtime")
+        assert (await receive_turn(session)).text() == "echo: from realtime"
+        # turnComplete false accumulates; the turn runs on the content that completes it.
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="ignored")]), turn_complete=False
+        )
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="echo last")])
+        )
+        assert (await receive_turn(session)).text() == "echo: last"
+
+
+async def test_input_file_reaches_the_code(test_server: Server) -> None:
+    csv = b"name,qty\napples,3\npears,4\n"
+    async with test_server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        await session.send_client_content(
+            turns=types.Content(
+                role="user",
+                parts=[
+                    types.Part(
+                        inline_data=types.Blob(data=csv, mime_type="text/csv", display_name="data.csv")
+                    ),
+                    types.Part(text="read the csv"),
+                ],
+            )
+        )
+        turn = await receive_turn(session)
+    assert turn.of("result") == [(types.Outcome.OUTCOME_OK, "7\n")]
+
+
+async def test_each_figure_is_one_png_part(test_server: Server) -> None:
+    async with test_server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        turn = await ask(session, "two figures please")
+    images = turn.of("image")
+    assert len(images) == 2 and all(mime == "image/png" and is_png(data) for mime, data in images)
+
+
+async def test_sessions_run_concurrently(server: Server) -> None:
+    async def one(n: int) -> str:
+        async with server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+            turn = await ask(session, f"What is the sum of the first {n} prime numbers?")
+            return turn.of("result")[0][1].strip()
+
+    assert await asyncio.gather(*(one(n) for n in (5, 6, 7, 8))) == ["28", "41", "58", "77"]

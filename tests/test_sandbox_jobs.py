@@ -1,0 +1,188 @@
+"""What a job sees and gets back, through the executor the server uses, with real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from sandbox import Executor, File, Job, Outcome, SubprocessExecutor
+
+
+@pytest.fixture(scope="module")
+async def executor() -> AsyncIterator[Executor]:
+    ex = SubprocessExecutor()
+    await ex.start()
+    yield ex
+    await ex.close()
+
+
+def _mark() -> tuple[str, str]:
+    """A process name the job gives itself (inherited by its children), to find its processes from outside."""
+    name = "olt" + uuid.uuid4().hex[:10]
+    return name, f"import ctypes\nctypes.CDLL(None).prctl(15, b'{name}', 0, 0, 0)\n"
+
+
+def _processes_named(name: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == name:
+                    found.append(int(pid))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+async def test_prints(executor: Executor) -> None:
+    r = await executor.run(Job(code="print(1 + 1)"))
+    assert (r.outcome, r.output) == (Outcome.OK, "2\n")
+    assert r.duration_s > 0
+
+
+async def test_traceback_without_runner_frames(executor: Executor) -> None:
+    r = await executor.run(Job(code="print('before')\n1 / 0\n"))
+    assert r.outcome == Outcome.FAILED
+    assert r.output.startswith("before\nTraceback (most recent call last):\n  File \"<code>\", line 2")
+    assert "ZeroDivisionError: division by zero" in r.output
+    assert "runner.py" not in r.output
+
+
+async def test_sys_exit_codes(executor: Executor) -> None:
+    ok = await executor.run(Job(code="import sys\nprint('x')\nsys.exit(0)"))
+    bad = await executor.run(Job(code="import sys\nprint('x')\nsys.exit(3)"))
+    assert (ok.outcome, ok.output) == (Outcome.OK, "x\n")
+    assert (bad.outcome, bad.output) == (Outcome.FAILED, "x\n")
+
+
+async def test_figures_come_back_as_png(executor: Executor) -> None:
+    code = (
+        "import numpy as np, matplotlib.pyplot as plt\n"
+        "x = np.linspace(0, 10, 50)\nplt.plot(x, np.sin(x))\nplt.figure()\nplt.bar([1, 2], [3, 4])\n"
+    )
+    r = await executor.run(Job(code=code))
+    assert r.outcome == Outcome.OK, r.output
+    assert len(r.images) == 2
+    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in r.images)
+
+
+async def test_input_and_output_files(executor: Executor) -> None:
+    code = (
+        "rows = open('data.csv').read().split()\n"
+        "open('sum.txt', 'w').write(str(sum(int(x) for x in rows)))\n"
+        "print(len(rows))\n"
+    )
+    job = Job(code=code, files=[File(name="data.csv", data=b"1\n2\n3\n", mime_type="text/csv")])
+    r = await executor.run(job)
+    assert (r.outcome, r.output) == (Outcome.OK, "3\n")
+    assert [(f.name, f.data, f.mime_type) for f in r.files] == [("sum.txt", b"6", "text/plain")]
+
+
+async def test_bad_input_file_name_is_rejected(executor: Executor) -> None:
+    with pytest.raises(ValueError, match="bad input file name"):
+        await executor.run(Job(code="pass", files=[File(name="../escape", data=b"")]))
+
+
+async def test_deadline_keeps_output_so_far(executor: Executor) -> None:
+    r = await executor.run(Job(code="import time\nprint('started')\ntime.sleep(60)", deadline_s=1.5))
+    assert r.outcome == Outcome.DEADLINE_EXCEEDED
+    assert r.output.startswith("started\n")
+    assert "deadline of 1.5 s exceeded" in r.output
+    assert 1.5 <= r.duration_s < 10
+
+
+async def test_segfault_is_reported(executor: Executor) -> None:
+    r = await executor.run(Job(code="print('hi')\nimport ctypes\nctypes.string_at(0)"))
+    assert r.outcome == Outcome.FAILED
+    assert r.output.startswith("hi\n")
+    assert "SIGSEGV" in r.output
+
+
+async def test_os_exit_keeps_output(executor: Executor) -> None:
+    ok = await executor.run(Job(code="print('a')\nimport os\nos._exit(0)"))
+    bad = await executor.run(Job(code="print('a')\nimport os\nos._exit(4)"))
+    assert (ok.outcome, ok.output) == (Outcome.OK, "a\n")
+    assert bad.outcome == Outcome.FAILED
+    assert bad.output.startswith("a\n") and "status 4" in bad.output
+
+
+async def test_stdout_is_capped_with_a_note(executor: Executor) -> None:
+    r = await executor.run(Job(code="import sys\nfor _ in range(3000):\n    sys.stdout.write('x' * 1000 + '\\n')"))
+    assert r.outcome == Outcome.OK
+    kept, note = r.output[: 1 << 20], r.output[1 << 20 :]
+    assert set(kept) <= {"x", "\n"}
+    assert "output cut" in note
+
+
+async def test_host_call_round_trip(executor: Executor) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def host_call(name: str, args: dict[str, Any]) -> Any:
+        calls.append((name, args))
+        return {"city": args["city"], "temp_c": 21.5}
+
+    code = "w = default_api.get_weather(city='Paris')\nprint(w['city'], w['temp_c'])"
+    r = await executor.run(Job(code=code, host_functions=["get_weather"]), host_call)
+    assert (r.outcome, r.output) == (Outcome.OK, "Paris 21.5\n")
+    assert calls == [("get_weather", {"city": "Paris"})]
+
+
+async def test_host_call_errors_reach_the_code(executor: Executor) -> None:
+    async def host_call(name: str, args: dict[str, Any]) -> Any:
+        raise RuntimeError("client said no")
+
+    code = (
+        "try:\n    default_api.book(seat=3)\nexcept RuntimeError as e:\n    print('caught', e)\n"
+        "try:\n    default_api.undeclared()\nexcept AttributeError as e:\n    print('attr', e)\n"
+    )
+    r = await executor.run(Job(code=code, host_functions=["book"]), host_call)
+    assert r.outcome == Outcome.OK, r.output
+    assert "caught default_api.book: client said no" in r.output
+    assert "attr default_api has no function 'undeclared' (declared: book)" in r.output
+
+
+async def test_deadline_counts_while_a_host_call_waits(executor: Executor) -> None:
+    never = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def host_call(name: str, args: dict[str, Any]) -> Any:
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    code = "print('asking')\ndefault_api.slow()\nprint('never')"
+    r = await executor.run(Job(code=code, host_functions=["slow"], deadline_s=1.0), host_call)
+    assert r.outcome == Outcome.DEADLINE_EXCEEDED
+    assert r.output.startswith("asking\n") and "never" not in r.output
+    assert cancelled.is_set()
+
+
+async def test_cancel_kills_the_tree_and_fails_the_pending_call(executor: Executor) -> None:
+    name, mark = _mark()
+    called = asyncio.Event()
+    outcome: list[str] = []
+
+    async def host_call(fn: str, args: dict[str, Any]) -> Any:
+        called.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+
+    code = mark + "import os\nif os.fork() == 0:\n    import time\n    time.sleep(600)\ndefault_api.wait()\n"
+    task = asyncio.create_task(executor.run(Job(code=code, host_functions=["wait"]), host_call))
+    await asyncio.wait_for(called.wait(), 30)
+    assert len(_processes_named(name)) == 2
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert outcome == ["cancelled"]
+    assert _processes_named(name) == []

@@ -8,19 +8,24 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential
 from live.backends.registry import Backends
 from live.config import Settings
+from live.rest import rest_router
 from live.session import Session, SessionLimits
 from live.transport import StarletteTransport
 from live.turns import TurnLimits
 from sandbox import Executor
 
 log = logging.getLogger("openlive.app")
+
+WEB_CONSOLE = Path(__file__).resolve().parent.parent / "clients" / "web"
 
 LIVE_PATH = re.compile(
     r"(?:/[^/]+)*?/ws/google\.ai\.generativelanguage\.(?P<version>v1|v1beta|v1alpha)"
@@ -65,9 +70,22 @@ def create_app(
         ),
     )
 
+    def running() -> tuple[Backends, Executor]:
+        assert services is not None
+        return services.backends, services.executor
+
+    app.include_router(rest_router(settings.api_keys, limits.turn, running))
+
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         return JSONResponse({"status": "ok"})
+
+    @app.get("/", include_in_schema=False)
+    async def console() -> FileResponse:
+        return FileResponse(WEB_CONSOLE / "index.html")
+
+    if WEB_CONSOLE.is_dir():
+        app.mount("/console", StaticFiles(directory=WEB_CONSOLE), name="console")
 
     @app.websocket("/{path:path}")
     async def live(websocket: WebSocket) -> None:

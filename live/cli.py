@@ -1,8 +1,9 @@
-"""The `openlive` command: serve, certs, sandbox."""
+"""The `openlive` command: serve, certs; sandbox, chat and bench come from their own packages."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import asyncio
 import socket
 import sys
@@ -96,14 +97,19 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("certs", help="write a local CA and a localhost certificate")
     c.add_argument("dir", type=Path)
     c.set_defaults(func=certs)
+
+    # Listed for --help; main() hands their arguments to the module that owns them.
+    sub.add_parser("sandbox", help="run code through the sandbox pool (openlive sandbox --help)")
+    sub.add_parser("chat", help="terminal chat client for a running server (openlive chat --help)")
+    sub.add_parser("bench", help="load generator (openlive bench --help)")
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["sandbox"]:
-        from sandbox.cli import main as sandbox_main
-
-        return sandbox_main(argv[1:])
+    delegated = {"sandbox": "sandbox.cli", "chat": "clients.chat", "bench": "clients.loadgen"}
+    if argv and argv[0] in delegated:  # imported on demand: each pulls in its own dependencies
+        module = importlib.import_module(delegated[argv[0]])
+        return int(module.main(argv[1:]))
     args = parser().parse_args(argv)
     return int(args.func(args))

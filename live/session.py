@@ -24,7 +24,6 @@ from protocol import (
     ServerMessage,
     Setup,
     SetupComplete,
-    Tool,
     ToolCall,
     ToolCallCancellation,
     ToolResponse,
@@ -49,11 +48,6 @@ class SessionLimits:
 class _Close:
     code: int
     reason: str
-
-
-def _apply_tools(conv: Conversation, tools: list[Tool]) -> None:
-    conv.functions = [f for t in tools for f in (t.function_declarations or [])]
-    conv.code_execution = any(t.code_execution is not None for t in tools)
 
 
 class Session:
@@ -254,12 +248,12 @@ def _conversation(setup: Setup) -> Conversation:
         system_instruction=setup.system_text(),
         generation=setup.generation_config,
     )
-    _apply_tools(conv, setup.tools or [])
+    conv.set_tools(setup.tools or [])
     return conv
 
 
 def _on_context_update(update: ContextUpdate, conv: Conversation) -> None:
     if update.system_instruction is not None:
-        conv.system_instruction = "".join(p.text or "" for p in update.system_instruction.parts) or None
+        conv.system_instruction = update.system_instruction.text()
     if update.tools is not None:
-        _apply_tools(conv, update.tools.tools)
+        conv.set_tools(update.tools.tools)

@@ -27,6 +27,7 @@ from protocol import (
     Part,
     ServerContent,
     ServerMessage,
+    Tool,
     UsageMetadata,
 )
 from sandbox import Executor, File, Job, Outcome, Result
@@ -35,6 +36,11 @@ log = logging.getLogger("openlive.turns")
 
 Emit = Callable[[ServerMessage], Awaitable[None]]
 CallFunctions = Callable[[list[FunctionCall]], Awaitable[list[FunctionResponse]]]
+
+
+class FunctionCallsPending(Exception):
+    """Raised by a CallFunctions that cannot wait for answers (plain HTTP): the turn ends at the calls."""
+
 
 # Inline data larger than this cannot travel in one server message (base64 grows it by 4/3; the SDK
 # aborts on messages over 1 MiB), so it is reported in the result text instead.
@@ -52,6 +58,11 @@ class Conversation:
     functions: list[FunctionDeclaration] = field(default_factory=list)
     code_execution: bool = False
     generation: GenerationConfig | None = None
+
+    def set_tools(self, tools: list[Tool]) -> None:
+        """Client functions and the code-execution tool; other Gemini tools are not offered."""
+        self.functions = [f for t in tools for f in (t.function_declarations or [])]
+        self.code_execution = any(t.code_execution is not None for t in tools)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,13 @@
 
 from .base import Base64Bytes, WireModel, decode_base64, encode_base64
 from .client import ClientContent, ClientMessage, ContextUpdate, RealtimeInput, ToolResponse, ToolsUpdate
-from .codec import MAX_SERVER_MESSAGE_BYTES, dump_server_message, parse_client_message
+from .codec import (
+    MAX_SERVER_MESSAGE_BYTES,
+    dump_client_message,
+    dump_server_message,
+    parse_client_message,
+    parse_server_message,
+)
 from .errors import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_INVALID_PAYLOAD,
@@ -23,6 +29,16 @@ from .parts import (
     FunctionResponse,
     FunctionResponsePart,
     Part,
+)
+from .rest import (
+    Candidate,
+    ErrorBody,
+    ErrorResponse,
+    GenerateContentRequest,
+    GenerateContentResponse,
+    GenerateContentUsage,
+    ModelInfo,
+    ModelList,
 )
 from .server import (
     GoAway,
@@ -69,23 +85,31 @@ __all__ = [
     "AutomaticActivityDetection",
     "Base64Bytes",
     "Blob",
+    "Candidate",
     "ClientContent",
     "ClientMessage",
     "CodeExecutionResult",
     "Content",
     "ContextUpdate",
     "ContextWindowCompression",
+    "ErrorBody",
+    "ErrorResponse",
     "ExecutableCode",
     "FileData",
     "FunctionCall",
     "FunctionDeclaration",
     "FunctionResponse",
     "FunctionResponsePart",
+    "GenerateContentRequest",
+    "GenerateContentResponse",
+    "GenerateContentUsage",
     "GenerationConfig",
     "GoAway",
     "HistoryConfig",
     "MessageTooLarge",
     "ModalityTokenCount",
+    "ModelInfo",
+    "ModelList",
     "Part",
     "PrebuiltVoiceConfig",
     "ProactivityConfig",
@@ -114,8 +138,10 @@ __all__ = [
     "WireModel",
     "close_reason",
     "decode_base64",
+    "dump_client_message",
     "dump_server_message",
     "duration",
     "encode_base64",
     "parse_client_message",
+    "parse_server_message",
 ]

@@ -102,3 +102,19 @@ def dump_server_message(msg: ServerMessage) -> bytes:
     if len(raw) > MAX_SERVER_MESSAGE_BYTES:
         raise MessageTooLarge(len(raw), MAX_SERVER_MESSAGE_BYTES)
     return raw
+
+
+def dump_client_message(msg: ClientMessage) -> str:
+    """What a client sends (a text frame, as the SDK does): camelCase JSON, None fields left out."""
+    return msg.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def parse_server_message(data: bytes | str) -> ServerMessage:
+    """Read a server frame on the client side; a malformed one raises ProtocolError(1007)."""
+    obj = _load_json(data)
+    if not isinstance(obj, dict):
+        raise _invalid(f"Expected an object, got {type(obj).__name__}.")
+    try:
+        return ServerMessage.model_validate(obj)
+    except ValidationError as exc:
+        raise _invalid(_describe(exc)) from None

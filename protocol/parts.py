@@ -109,3 +109,8 @@ class Content(WireModel):
 
     role: str | None = None
     parts: list[Part] = Field(default_factory=list)
+
+    def text(self) -> str | None:
+        """The non-thought text parts joined by newlines, or None if there are none."""
+        texts = [p.text for p in self.parts if p.text is not None and not p.thought]
+        return "\n".join(texts) if texts else None

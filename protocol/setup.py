@@ -167,7 +167,4 @@ class Setup(WireModel):
 
     def system_text(self) -> str | None:
         """The system instruction's text parts joined by newlines, or None if it has none."""
-        if self.system_instruction is None:
-            return None
-        texts = [p.text for p in self.system_instruction.parts if p.text is not None and not p.thought]
-        return "\n".join(texts) if texts else None
+        return None if self.system_instruction is None else self.system_instruction.text()

@@ -19,7 +19,7 @@ class PoolConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # Output returned to the model.
-    output_cap_bytes: int = Field(1 * MiB, ge=1024, description="stdout and stderr are each cut here, with a note")
+    output_cap_bytes: int = Field(1 * MiB, ge=1024, description="stdout and stderr are each cut here, noted")
     output_drain_bytes: int = Field(
         64 * MiB, ge=1024, description="after this much output the pipe is closed and the job gets EPIPE"
     )

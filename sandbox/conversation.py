@@ -7,7 +7,6 @@ the read ends of stdout/stderr and a way to learn how the process ended, and kil
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import mimetypes
 import os
 import signal
@@ -86,7 +85,7 @@ class _Output:
 
 
 def _limit_note(kind: str, config: Any) -> str:
-    """One line that names the limit a job ran into; `config` may lack isolation limits (then it is generic)."""
+    """One line naming the limit a job ran into (generic where `config` does not set that limit)."""
     value = {
         "memory": ("memory limit", "memory_mb", "MiB per process"),
         "file_size": ("file size limit", "file_size_mb", "MiB per file"),
@@ -110,7 +109,11 @@ def _exit_note(status: ExitStatus, config: PoolConfig) -> str:
         name = signal.Signals(status.signal).name
     except ValueError:
         name = str(status.signal)
-    meaning = {"SIGSEGV": " (segmentation fault)", "SIGSYS": " (forbidden system call)", "SIGBUS": " (bus error)"}
+    meaning = {
+        "SIGSEGV": " (segmentation fault)",
+        "SIGSYS": " (forbidden system call)",
+        "SIGBUS": " (bus error)",
+    }
     return f"[sandbox] killed by signal {name}{meaning.get(name, '')}"
 
 
@@ -219,7 +222,7 @@ def _report(
     ):
         raise frames.FrameError("malformed report")
     images = [png for png in blobs[:n_images][: config.max_figures] if png.startswith(b"\x89PNG\r\n\x1a\n")]
-    files = []
+    files: list[File] = []
     for raw_name, data in zip(names, blobs[n_images:], strict=True):
         name = _safe_name(raw_name)
         if name is not None and len(files) < config.max_output_files:
@@ -247,11 +250,13 @@ async def converse(
     err = _Output(stderr_fd, config.output_cap_bytes, config.output_drain_bytes)
     writer: asyncio.StreamWriter | None = None
 
-    def result(outcome: Outcome, output: str, images: list[bytes] | None = None, files: list[File] | None = None) -> Result:
+    def result(
+        outcome: Outcome, output: str, images: list[bytes] | None = None, files: list[File] | None = None
+    ) -> Result:
+        elapsed = loop.time() - started
         return Result(
-            outcome=outcome, output=output, images=images or [], files=files or [],
-            duration_s=loop.time() - started,
-        )  # fmt: skip
+            outcome=outcome, output=output, images=images or [], files=files or [], duration_s=elapsed
+        )
 
     try:
         async with asyncio.timeout(job.deadline_s):

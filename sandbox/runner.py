@@ -1,4 +1,4 @@
-"""The in-job side: receives one job over the channel, runs the code, sends back figures, files and exit state.
+"""The in-job side: receives one job over the channel, runs it, sends back figures, files and exit state.
 
 Runs inside the confined process with the job's privileges, so nothing it reports is trusted by the server;
 it exists to make results convenient (figures as PNG, written files, a clean traceback, `default_api`).
@@ -8,6 +8,7 @@ Channel fd layout: 0 = /dev/null, 1 = stdout pipe, 2 = stderr pipe, the channel 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import errno
 import io
 import os
@@ -27,7 +28,7 @@ LIMIT_KINDS = ("memory", "file_size", "disk", "processes")
 
 
 class HostCallError(RuntimeError):
-    """The host could not complete a `default_api` call (the client returned an error, or it was cancelled)."""
+    """The host could not complete a `default_api` call (the client answered with an error)."""
 
 
 class DefaultApi:
@@ -179,10 +180,8 @@ def serve(channel: socket.socket) -> NoReturn:
         images = []
     names, data = _written_files(inputs, header["max_files"], header["max_file_bytes"])
     for stream in streams:
-        try:
+        with contextlib.suppress(OSError):  # the server stopped reading (output cap)
             stream.flush()
-        except OSError:
-            pass  # the server stopped reading (output cap); nothing more to say
     os.close(1)
     os.close(2)
     done = {"t": "done", "exit": exit_code, "limit": limit, "images": len(images), "files": names}

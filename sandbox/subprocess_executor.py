@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -23,7 +24,7 @@ _BOOT = (
 
 
 class SubprocessExecutor:
-    """Runs each job in a fresh `python -I` with a clean environment in a scratch dir; kills its process group."""
+    """Each job in a fresh `python -I` with a clean environment in a scratch dir; kills its process group."""
 
     def __init__(self, config: PoolConfig | None = None) -> None:
         self.config = config or PoolConfig()
@@ -71,9 +72,7 @@ class SubprocessExecutor:
         try:
             return await converse(ours, out_r, err_r, job, host_call, self.config, exit_status)
         finally:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             await proc.wait()
             shutil.rmtree(scratch, ignore_errors=True)

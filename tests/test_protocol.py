@@ -111,8 +111,9 @@ def test_every_fixture_frame_parses_to_exactly_its_top_level_field() -> None:
         (key,) = json.loads(data)
         assert _set_fields(msg) == [CLIENT_KEY_TO_FIELD[key]], data
         assert msg.kind == CLIENT_KEY_TO_FIELD[key]
-    # Binary frames (bytes) parse the same as text frames.
+    # Binary frames (bytes), with or without a UTF-8 BOM, parse the same as text frames.
     assert parse_client_message(frames[0].encode()) == parse_client_message(frames[0])
+    assert parse_client_message(b"\xef\xbb\xbf" + frames[0].encode()) == parse_client_message(frames[0])
 
 
 def test_fixture_full_setup_values() -> None:
@@ -330,7 +331,7 @@ def test_base64_alphabets_and_padding(encoded: str) -> None:
     assert msg.realtime_input.audio.data == b"\xfb\xff"
 
 
-@pytest.mark.parametrize("encoded", ["A", "AAAAA", "!!!!", "AA==AA=="])
+@pytest.mark.parametrize("encoded", ["A", "AAAAA", "AAAAA=", "!!!!", "AA==AA==", "+/8=="])
 def test_bad_base64_is_1007_naming_the_field(encoded: str) -> None:
     err = _reject(json.dumps({"realtimeInput": {"audio": {"data": encoded}}}))
     assert "realtimeInput.audio.data" in err.reason
@@ -720,8 +721,9 @@ def test_sdk_receive_path_round_trip() -> None:
     parts = content.model_turn.parts
     assert parts[0].text == "Hi " and parts[0].thought_signature == b"\xfb\xff"
     assert parts[1].inline_data is not None and parts[1].inline_data.data == b"\x00\x01\xfb\xff"
-    assert parts[2].executable_code is not None and parts[2].executable_code.code == "print(1)"
-    assert parts[3].code_execution_result is not None and parts[3].code_execution_result.output == "1\n"
+    code, result = parts[2].executable_code, parts[3].code_execution_result
+    assert code is not None and (code.code, code.language, code.id) == ("print(1)", "PYTHON", "e1")
+    assert result is not None and (result.output, result.outcome, result.id) == ("1\n", "OUTCOME_OK", "e1")
     assert content.input_transcription is not None and content.input_transcription.text == "hello"
     assert content.generation_complete is True and content.turn_complete is True
     assert sdk.tool_call_cancellation is not None and sdk.tool_call_cancellation.ids == ["fc-0"]
@@ -731,3 +733,33 @@ def test_sdk_receive_path_round_trip() -> None:
     assert sdk.voice_activity is not None and sdk.voice_activity.voice_activity_type == "ACTIVITY_START"
     assert sdk.voice_activity_detection_signal is not None
     assert sdk.voice_activity_detection_signal.vad_signal_type == "VAD_SIGNAL_TYPE_SOS"
+
+
+def test_client_side_codec_round_trips() -> None:
+    """The clients' direction: what they dump the server parses, and what the server dumps they parse."""
+    from protocol import (
+        ClientContent,
+        ClientMessage,
+        Content,
+        Part,
+        ServerContent,
+        ServerMessage,
+        dump_client_message,
+        dump_server_message,
+        parse_client_message,
+        parse_server_message,
+    )
+
+    sent = ClientMessage(
+        client_content=ClientContent(turns=[Content(parts=[Part(text="hi")])], turn_complete=True)
+    )
+    wire = dump_client_message(sent)
+    assert '"clientContent"' in wire and '"turnComplete":true' in wire
+    assert parse_client_message(wire) == sent
+    reply = ServerMessage(
+        server_content=ServerContent(model_turn=Content(role="model", parts=[Part(text="yo")]))
+    )
+    assert parse_server_message(dump_server_message(reply)) == reply
+    with pytest.raises(ProtocolError) as err:
+        parse_server_message(b"[]")
+    assert err.value.code == 1007

@@ -1,0 +1,227 @@
+"""Any OpenAI-compatible chat-completions server (vLLM, SGLang, llama.cpp server, Ollama, hosted APIs).
+
+Streaming through the official `openai` client. Every upstream failure ends as a BackendError with a
+close code and a short reason the client may see: refused connections, 5xx and 429 are retried while
+nothing has been streamed yet (a retry after that would repeat output), and every wait has a deadline,
+so a stalled upstream never hangs a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+import openai
+from openai.types.chat import ChatCompletionChunk
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from live.backends.base import (
+    CodeCall,
+    Finish,
+    FunctionCallRequest,
+    FunctionCalls,
+    ModelEvent,
+    ModelRequest,
+    TextDelta,
+    Usage,
+)
+from live.backends.chat_format import RUN_PYTHON, CodeMode, sampling, to_chat
+from live.backends.errors import BackendError
+from live.backends.fenced import FencedStream
+
+FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
+_RETRYABLE = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
+
+
+class OpenAIUpstreamConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str  # e.g. http://127.0.0.1:8000/v1
+    model: str  # the upstream's name for the model
+    served_name: str | None = None  # the name clients put in setup.model; None: `model`
+    api_key: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    code_mode: CodeMode = "tools"
+    system_role: bool = True  # False for templates that reject system messages (Gemma)
+    max_tokens: int | None = None  # per model step, when the client sets no maxOutputTokens
+    connect_timeout_s: float = 5.0
+    timeout_s: float = 120.0  # until the response starts (prompt processing included)
+    idle_timeout_s: float = 60.0  # longest silence between two streamed chunks
+    retries: int = Field(2, ge=0)
+    retry_backoff_s: float = 0.5
+
+    @property
+    def name(self) -> str:
+        return self.served_name or self.model
+
+
+@dataclass
+class _ToolCall:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+class OpenAIBackend:
+    def __init__(self, config: OpenAIUpstreamConfig) -> None:
+        self.config = config
+        self._client = openai.AsyncOpenAI(
+            base_url=config.base_url,
+            api_key=config.api_key.get_secret_value() if config.api_key else "unused",
+            default_headers=config.headers,
+            timeout=openai.Timeout(config.timeout_s, connect=config.connect_timeout_s),
+            max_retries=0,  # retried here, where it is known whether output was already streamed
+        )
+
+    def models(self) -> list[str]:
+        return [self.config.name]
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+        config = self.config
+        chat = to_chat(request, config.code_mode, config.system_role)
+        params = sampling(request.generation)
+        extra: dict[str, Any] = {"top_k": params.pop("top_k")} if "top_k" in params else {}
+        if config.max_tokens is not None:
+            params.setdefault("max_tokens", config.max_tokens)
+        if chat.tools:
+            params["tools"] = chat.tools
+        fences = None
+        if config.code_mode == "fenced" and (request.code_execution or request.functions):
+            fences = FencedStream(request.code_execution, {f.name for f in request.functions})
+
+        upstream = await self._open(chat.messages, params, extra)
+        calls: dict[int, _ToolCall] = {}
+        usage: Usage | None = None
+        finish: str | None = None
+        try:
+            async for chunk in self._chunks(upstream):
+                if chunk.usage is not None:
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                for choice in chunk.choices[:1]:
+                    finish = choice.finish_reason or finish
+                    for delta in choice.delta.tool_calls or []:
+                        call = calls.setdefault(delta.index, _ToolCall())
+                        call.id = delta.id or call.id
+                        if delta.function is not None:
+                            call.name = delta.function.name or call.name  # some servers repeat it
+                            call.arguments += delta.function.arguments or ""
+                    text = choice.delta.content
+                    if not text:
+                        continue
+                    for event in fences.feed(text) if fences else [TextDelta(text)]:
+                        yield event
+                        if isinstance(event, CodeCall | FunctionCalls):
+                            return  # stops generation upstream at the closing fence (closed below)
+            if finish is None:
+                raise BackendError(1011, "the upstream model server ended the stream mid-response")
+            for event in fences.finish() if fences else []:
+                yield event
+                if isinstance(event, CodeCall | FunctionCalls):
+                    return
+            if usage is not None:
+                yield usage
+            if calls:
+                yield _tool_event([calls[i] for i in sorted(calls)], request.code_execution)
+            else:
+                yield Finish(FINISH_REASONS.get(finish, "OTHER"))
+        finally:
+            with contextlib.suppress(openai.OpenAIError, OSError):
+                await upstream.close()
+
+    async def _open(
+        self, messages: list[dict[str, Any]], params: dict[str, Any], extra: dict[str, Any]
+    ) -> openai.AsyncStream[ChatCompletionChunk]:
+        """Starts the completion; only this step is retried, since nothing has reached the client yet."""
+        attempt = 0
+        while True:
+            try:
+                stream: openai.AsyncStream[ChatCompletionChunk] = await self._client.chat.completions.create(
+                    model=self.config.model,
+                    messages=cast(Any, messages),
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    extra_body=extra or None,
+                    **params,
+                )
+                return stream
+            except _RETRYABLE as exc:
+                if attempt == self.config.retries or isinstance(exc, openai.APITimeoutError):
+                    raise upstream_error(exc) from exc
+            except openai.OpenAIError as exc:
+                raise upstream_error(exc) from exc
+            await asyncio.sleep(self.config.retry_backoff_s * 2**attempt)
+            attempt += 1
+
+    async def _chunks(
+        self, upstream: openai.AsyncStream[ChatCompletionChunk]
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        """The upstream's chunks, each awaited under the idle deadline; failures become BackendErrors."""
+        iterator = upstream.__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout(self.config.idle_timeout_s):
+                    chunk = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except openai.APITimeoutError as exc:
+                raise upstream_error(exc) from exc
+            except openai.APIConnectionError as exc:
+                raise BackendError(1011, "the upstream model server broke off the stream") from exc
+            except (openai.OpenAIError, TimeoutError) as exc:
+                raise upstream_error(exc) from exc
+            yield chunk
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _tool_event(calls: list[_ToolCall], code_execution: bool) -> CodeCall | FunctionCalls:
+    """The model's tool calls as one event: code first (the model sees its result before anything else)."""
+    code = next((c for c in calls if c.name == RUN_PYTHON), None)
+    if code is not None and code_execution:
+        return CodeCall(_code_argument(code.arguments))
+    return FunctionCalls([FunctionCallRequest(c.name, _arguments(c.arguments)) for c in calls])
+
+
+def _code_argument(arguments: str) -> str:
+    """The `code` argument; small models sometimes send the bare program instead of JSON, which runs as is."""
+    try:
+        value = json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments
+    return str(value.get("code", "")) if isinstance(value, dict) else arguments
+
+
+def _arguments(arguments: str) -> dict[str, Any]:
+    if not arguments.strip():
+        return {}
+    try:
+        value = json.loads(arguments)
+    except json.JSONDecodeError:
+        raise BackendError(1011, "the upstream model sent malformed function-call arguments") from None
+    if not isinstance(value, dict):
+        raise BackendError(1011, "the upstream model sent function-call arguments that are not an object")
+    return value
+
+
+def upstream_error(exc: BaseException) -> BackendError:
+    """Maps an upstream failure to a close code and a reason without secrets or upstream internals."""
+    if isinstance(exc, openai.APITimeoutError | TimeoutError):
+        return BackendError(1011, "the upstream model server timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        return BackendError(1011, "the upstream model server is unreachable")
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return BackendError(1008, f"the upstream model server refused the credentials ({exc.status_code})")
+    if isinstance(exc, openai.NotFoundError):
+        return BackendError(1008, "the upstream model server does not serve this model (404)")
+    if isinstance(exc, openai.RateLimitError):
+        return BackendError(1011, "the upstream model server is rate limiting (429)")
+    if isinstance(exc, openai.APIStatusError):
+        if 400 <= exc.status_code < 500:
+            return BackendError(1007, f"the upstream model server rejected the request ({exc.status_code})")
+        return BackendError(1011, f"the upstream model server failed ({exc.status_code})")
+    return BackendError(1011, "the upstream model server reported an error")

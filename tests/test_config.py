@@ -1,0 +1,29 @@
+"""Settings precedence: flags over `OPENLIVE_*` environment over the TOML file over defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from live.config import load_settings
+
+
+def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = tmp_path / "openlive.toml"
+    toml.write_text('port = 9001\nhost = "0.0.0.0"\ncode_deadline_s = 7.5\napi_keys = ["from-file"]\n')
+    monkeypatch.setenv("OPENLIVE_PORT", "9002")
+    monkeypatch.setenv("OPENLIVE_API_KEYS", "env-a, env-b")
+    settings = load_settings({"port": 9003, "host": None}, toml)
+    assert settings.port == 9003  # flag
+    assert settings.api_keys == ["env-a", "env-b"]  # environment, comma-separated
+    assert settings.host == "0.0.0.0"  # file
+    assert settings.code_deadline_s == 7.5
+    assert settings.max_code_attempts == 5  # default
+
+
+def test_unknown_setting_in_file_is_rejected(tmp_path: Path) -> None:
+    toml = tmp_path / "openlive.toml"
+    toml.write_text("prot = 1\n")
+    with pytest.raises(ValueError, match="prot"):
+        load_settings({}, toml)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import asyncio
+import importlib
 import socket
 import sys
 from pathlib import Path
@@ -13,6 +13,9 @@ import uvicorn
 
 from live import logs
 from live.app import Services, create_app
+from live.backends.base import ModelBackend
+from live.backends.llama import LlamaBackend, LlamaConfig
+from live.backends.openai_compat import OpenAIBackend
 from live.backends.registry import Backends
 from live.backends.scripted import ScriptedBackend
 from live.certs import write_certs
@@ -20,9 +23,29 @@ from live.config import Settings, load_settings
 from sandbox import SubprocessExecutor
 
 
+def make_backends(settings: Settings) -> Backends:
+    """The default backend named by `--backend`, plus every configured upstream under its own name."""
+    upstreams: list[ModelBackend] = [OpenAIBackend(u) for u in settings.all_upstreams()]
+    if settings.backend == "scripted":
+        scripted = ScriptedBackend.from_file(settings.script)
+        return Backends([scripted, *upstreams], catch_all=scripted)
+    if settings.backend == "llama":
+        default: ModelBackend = LlamaBackend(
+            LlamaConfig(model_path=settings.model, served_name=settings.model_name)
+        )
+        backends = [default, *upstreams]
+    elif not upstreams:
+        raise SystemExit(
+            "openlive: --backend openai needs --upstream-url (or [[upstreams]] in the config file)"
+        )
+    else:
+        default, backends = upstreams[0], upstreams
+    primary = default.models()[0]
+    return Backends(backends, aliases={p: t or primary for p, t in settings.model_aliases.items()})
+
+
 def make_services(settings: Settings) -> Services:
-    scripted = ScriptedBackend.from_file(settings.script)
-    return Services(backends=Backends([scripted], catch_all=scripted), executor=SubprocessExecutor())
+    return Services(backends=make_backends(settings), executor=SubprocessExecutor())
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -46,6 +69,12 @@ def serve(args: argparse.Namespace) -> int:
         "script": args.script,
         "log_level": args.log_level,
         "code_deadline_s": args.code_deadline,
+        "model": args.model,
+        "model_name": args.model_name,
+        "upstream_url": args.upstream_url,
+        "upstream_model": args.upstream_model,
+        "upstream_key": args.upstream_key,
+        "upstream_code_mode": args.upstream_code_mode,
     }
     settings = load_settings(overrides, args.config)
     logs.configure(settings.log_level)
@@ -87,8 +116,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--api-key", action="append", help="accepted API key (repeatable); env OPENLIVE_API_KEYS")
     s.add_argument("--tls-cert", type=Path)
     s.add_argument("--tls-key", type=Path)
-    s.add_argument("--backend", choices=["scripted"])
-    s.add_argument("--script", type=Path, help="scripted model: YAML or JSON script (default: bundled demo)")
+    s.add_argument(
+        "--backend", choices=["llama", "openai", "scripted"], help="the default model (default llama)"
+    )
+    s.add_argument("--model", type=Path, help="llama: a GGUF file (default: SmolLM2-135M-Instruct)")
+    s.add_argument("--model-name", help="llama: the model name clients use (default: from the file)")
+    s.add_argument("--script", type=Path, help="scripted: YAML or JSON script (default: bundled demo)")
+    s.add_argument("--upstream-url", help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
+    s.add_argument("--upstream-model", help="the upstream's model name (also the name clients use)")
+    s.add_argument("--upstream-key", help="the upstream's API key; env OPENLIVE_UPSTREAM_KEY")
+    s.add_argument("--upstream-code-mode", choices=["tools", "fenced"], help="how the upstream runs code")
     s.add_argument("--code-deadline", type=float, help="seconds a code block may run (default 30)")
     s.add_argument("--log-level")
     s.add_argument("--config", type=Path, help="TOML file with the same settings")

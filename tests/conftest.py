@@ -106,7 +106,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The default set-up: the bundled demo script."""
-    srv = start_server(certs, tmp_path_factory.mktemp("logs") / "server.log")
+    srv = start_server(certs, tmp_path_factory.mktemp("logs") / "server.log", "--backend", "scripted")
     yield srv
     srv.stop()
 
@@ -117,6 +117,8 @@ def test_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     srv = start_server(
         certs,
         tmp_path_factory.mktemp("logs") / "test-server.log",
+        "--backend",
+        "scripted",
         "--script",
         str(DATA / "test_script.yaml"),
         "--api-key",

@@ -27,3 +27,21 @@ def test_unknown_setting_in_file_is_rejected(tmp_path: Path) -> None:
     toml.write_text("prot = 1\n")
     with pytest.raises(ValueError, match="prot"):
         load_settings({}, toml)
+
+
+def test_routing_by_name_alias_and_not_found() -> None:
+    from live.backends.errors import BackendError
+    from live.backends.registry import Backends
+    from live.backends.scripted import Script, ScriptedBackend
+
+    a = ScriptedBackend(Script(rules=[]), served_name="model-a")
+    b = ScriptedBackend(Script(rules=[]), served_name="model-b")
+    backends = Backends([a, b], aliases={"gemini-*": "model-b"})
+    assert backends.resolve("models/model-a") is a
+    assert backends.resolve("model-b") is b
+    assert backends.resolve("models/gemini-live-2.5-flash-preview") is b
+    with pytest.raises(BackendError) as missing:
+        backends.resolve("models/nope", "v1alpha")
+    assert missing.value.code == 1008
+    assert missing.value.reason.startswith("models/nope is not found for API version v1alpha")
+    assert len(missing.value.reason.encode()) <= 123

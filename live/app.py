@@ -66,6 +66,7 @@ def create_app(
         turn=TurnLimits(
             code_deadline_s=settings.code_deadline_s,
             max_code_attempts=settings.max_code_attempts,
+            max_code_runs=settings.max_code_runs,
             max_output_chars=settings.max_code_output_chars,
         ),
     )

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     setup_timeout_s: float = 30.0
     code_deadline_s: float = 30.0
     max_code_attempts: int = 5  # failed executions per turn before the model must answer without code
+    max_code_runs: int = 10  # executions per turn, failed or not
     max_code_output_chars: int = 256 * 1024
     log_level: str = "info"
 

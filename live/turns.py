@@ -68,7 +68,8 @@ class Conversation:
 @dataclass(frozen=True)
 class TurnLimits:
     code_deadline_s: float = 30.0
-    max_code_attempts: int = 5
+    max_code_attempts: int = 5  # failed runs per turn; then the model must answer without code
+    max_code_runs: int = 10  # all runs per turn, so a model that keeps writing code still finishes
     max_output_chars: int = 256 * 1024
 
 
@@ -118,7 +119,7 @@ class TurnEngine:
     async def run(self, conv: Conversation) -> None:
         """Runs one turn to `turnComplete`. Cancelling it leaves what was already sent in the history."""
         tokens = _Tokens()
-        failed_runs = 0
+        runs = failed_runs = 0
         finished = False
         while not finished:
             request = ModelRequest(
@@ -126,7 +127,9 @@ class TurnEngine:
                 history=list(conv.history),
                 system_instruction=conv.system_instruction,
                 functions=list(conv.functions),
-                code_execution=conv.code_execution and failed_runs < self._limits.max_code_attempts,
+                code_execution=conv.code_execution
+                and failed_runs < self._limits.max_code_attempts
+                and runs < self._limits.max_code_runs,
                 generation=conv.generation,
             )
             finished = True
@@ -140,6 +143,7 @@ class TurnEngine:
                 elif isinstance(event, CodeCall):
                     if request.code_execution:
                         result = await self._run_code(conv, event.code)
+                        runs += 1
                         failed_runs += result.outcome != Outcome.OK
                         finished = False
                     break

@@ -2,6 +2,8 @@
 
 from sandbox.config import PoolConfig
 from sandbox.models import DEFAULT_DEADLINE_S, Executor, File, HostCall, Job, Outcome, Result
+from sandbox.pool import LocalPool, SandboxUnavailable
+from sandbox.status import LayerStatus, PoolStatus
 from sandbox.subprocess_executor import SubprocessExecutor
 
 __all__ = [
@@ -10,8 +12,12 @@ __all__ = [
     "File",
     "HostCall",
     "Job",
+    "LayerStatus",
+    "LocalPool",
     "Outcome",
     "PoolConfig",
+    "PoolStatus",
     "Result",
+    "SandboxUnavailable",
     "SubprocessExecutor",
 ]

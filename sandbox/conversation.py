@@ -10,7 +10,6 @@ import asyncio
 import mimetypes
 import os
 import signal
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -84,25 +83,23 @@ class _Output:
         return text
 
 
-def _limit_note(kind: str, config: Any) -> str:
-    """One line naming the limit a job ran into (generic where `config` does not set that limit)."""
-    value = {
-        "memory": ("memory limit", "memory_mb", "MiB per process"),
-        "file_size": ("file size limit", "file_size_mb", "MiB per file"),
-        "disk": ("scratch space is full", "scratch_mb", "MiB"),
-        "processes": ("process/thread limit", "processes", "per job"),
-        "cpu": ("CPU time limit", "cpu_s", "s"),
+def _limit_note(kind: str, c: PoolConfig) -> str:
+    """One line naming the limit a job ran into, so the model can change its approach."""
+    what = {
+        "memory": f"memory limit reached ({c.memory_mb} MiB per process, {c.processes} processes)",
+        "file_size": f"file size limit reached ({c.file_size_mb} MiB per file)",
+        "disk": f"disk full (scratch {c.scratch_mb} MiB, /tmp {c.tmp_mb} MiB, /dev/shm {c.shm_mb} MiB)",
+        "processes": f"process/thread limit reached ({c.processes} per job)",
+        "open_files": f"open file limit reached ({c.open_files})",
+        "cpu": f"CPU time limit reached ({c.cpu_s} s per process)",
     }[kind]
-    label, field, unit = value
-    amount = getattr(config, field, None)
-    return f"[sandbox] {label} reached" + (f" ({amount} {unit})" if amount is not None else "")
+    return f"[sandbox] {what}"
 
 
 def _exit_note(status: ExitStatus, config: PoolConfig) -> str:
     if status.signal is None:
         return f"[sandbox] the process exited with status {status.code} before reporting"
-    cpu_limit = getattr(config, "cpu_s", None)
-    cpu_exhausted = cpu_limit is not None and status.cpu_s is not None and status.cpu_s >= cpu_limit
+    cpu_exhausted = status.cpu_s is not None and status.cpu_s >= config.cpu_s
     if status.signal == signal.SIGXCPU or (status.signal == signal.SIGKILL and cpu_exhausted):
         return _limit_note("cpu", config)
     try:
@@ -235,7 +232,8 @@ def _report(
 
 
 async def converse(
-    channel: socket.socket,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
     stdout_fd: int,
     stderr_fd: int,
     job: Job,
@@ -243,12 +241,11 @@ async def converse(
     config: PoolConfig,
     exit_status: Callable[[], Awaitable[ExitStatus]],
 ) -> Result:
-    """Run the job over an established channel. Takes ownership of the three descriptors."""
+    """Run the job over an established channel. Takes ownership of the channel and both descriptors."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     out = _Output(stdout_fd, config.output_cap_bytes, config.output_drain_bytes)
     err = _Output(stderr_fd, config.output_cap_bytes, config.output_drain_bytes)
-    writer: asyncio.StreamWriter | None = None
 
     def result(
         outcome: Outcome, output: str, images: list[bytes] | None = None, files: list[File] | None = None
@@ -260,7 +257,6 @@ async def converse(
 
     try:
         async with asyncio.timeout(job.deadline_s):
-            reader, writer = await asyncio.open_unix_connection(sock=channel)
             header, blobs = _job_header(job, config)
             writer.write(frames.encode(header, blobs))
             await writer.drain()
@@ -285,10 +281,7 @@ async def converse(
     finally:
         out.close()
         err.close()
-        if writer is not None:
-            writer.close()
-        else:
-            channel.close()
+        writer.close()
     if status.signal is None and status.code == 0:
         return result(Outcome.OK, out.text())
     return result(Outcome.FAILED, _join(out.text(), err.text(), _exit_note(status, config)))

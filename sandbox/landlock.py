@@ -53,7 +53,9 @@ def restrict(abi: int, writable: list[str]) -> None:
                 if not os.path.isdir(path):
                     allowed &= _FILE_ONLY
                 rule = _PathBeneath(allowed & fs_all, fd)
-                linux.syscall(_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.c_void_p(ctypes.addressof(rule)), 0)
+                linux.syscall(
+                    _ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.c_void_p(ctypes.addressof(rule)), 0
+                )
             finally:
                 os.close(fd)
         linux.syscall(_RESTRICT_SELF, ruleset, 0)

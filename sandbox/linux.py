@@ -51,7 +51,9 @@ def unshare(flags: int) -> None:
 
 def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     _check(
-        _libc.mount(source.encode(), target.encode(), fstype and fstype.encode(), flags, data and data.encode()),
+        _libc.mount(
+            source.encode(), target.encode(), fstype and fstype.encode(), flags, data and data.encode()
+        ),
         f"mount {target}",
     )
 

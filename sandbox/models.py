@@ -33,6 +33,8 @@ class Job(BaseModel):
     deadline_s: float = DEFAULT_DEADLINE_S
     # Names the code may call as `default_api.<name>(**kwargs)`; each call goes to the host callback.
     host_functions: list[str] = Field(default_factory=list)
+    # Who submitted it: the pool queues round-robin across sessions and caps each one's concurrency.
+    session: str = ""
 
 
 class Result(BaseModel):

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 from sandbox import frames
 
 # Why a job failed, when it is one of our limits rather than a plain bug; the server words the note.
-LIMIT_KINDS = ("memory", "file_size", "disk", "processes")
+LIMIT_KINDS = ("memory", "file_size", "disk", "processes", "open_files")
 
 
 class HostCallError(RuntimeError):
@@ -80,6 +80,8 @@ def _limit_kind(exc: BaseException) -> str | None:
             return "file_size"
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             return "disk"
+        if isinstance(e, OSError) and e.errno == errno.EMFILE:
+            return "open_files"
         if isinstance(e, BlockingIOError) and e.errno == errno.EAGAIN:
             return "processes"  # fork() under RLIMIT_NPROC
         if isinstance(e, RuntimeError) and "can't start new thread" in str(e):

@@ -70,7 +70,8 @@ class SubprocessExecutor:
             return ExitStatus(signal=-code) if code < 0 else ExitStatus(code=code)
 
         try:
-            return await converse(ours, out_r, err_r, job, host_call, self.config, exit_status)
+            reader, writer = await asyncio.open_unix_connection(sock=ours)
+            return await converse(reader, writer, out_r, err_r, job, host_call, self.config, exit_status)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)

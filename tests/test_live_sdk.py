@@ -203,3 +203,11 @@ async def test_sessions_run_concurrently(server: Server) -> None:
             return turn.of("result")[0][1].strip()
 
     assert await asyncio.gather(*(one(n) for n in (5, 6, 7, 8))) == ["28", "41", "58", "77"]
+
+
+async def test_code_runs_per_turn_are_capped(test_server: Server) -> None:
+    """A model that keeps writing (working) code still finishes its turn: at most 10 runs."""
+    async with test_server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        turn = await ask(session, "do twelve runs")
+    assert [output for _, output in turn.of("result")] == [f"{i}\n" for i in range(1, 11)]
+    assert turn.text() == "last output 10"

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from sandbox import Executor, File, Job, Outcome, SubprocessExecutor
+from sandbox import Executor, File, Job, LocalPool, Outcome
 
 
 @pytest.fixture(scope="module")
 async def executor() -> AsyncIterator[Executor]:
-    ex = SubprocessExecutor()
-    await ex.start()
-    yield ex
-    await ex.close()
+    pool = LocalPool()
+    await pool.start()
+    yield pool
+    await pool.close()
 
 
 def _mark() -> tuple[str, str]:

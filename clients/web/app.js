@@ -14,6 +14,10 @@ const OUTCOME_LABEL = {
   OUTCOME_UNSPECIFIED: "Unspecified",
 };
 
+const SPEAKER =
+  '<svg aria-hidden="true" width="14" height="14" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2">' +
+  '<path d="M4 9h4l5-4v14l-5-4H4z"/><path d="M16 9a4 4 0 0 1 0 6M19 6a8 8 0 0 1 0 12"/></svg>';
+
 const state = {
   session: null,
   turn: null, // the <li> of the model turn being streamed
@@ -209,7 +213,8 @@ function playAudio(mime, data) {
   player.enqueue(decoded.samples, decoded.rate);
   let chip = state.turn?.querySelector(".part.audio");
   if (!chip) chip = addPart(el("div", { class: "part audio", role: "img", "aria-label": "audio reply" }));
-  chip.textContent = `🔊 ${player.stats.seconds.toFixed(1)} s of audio · ${decoded.rate / 1000} kHz · ${player.stats.chunks} chunks`;
+  chip.innerHTML = SPEAKER;
+  chip.append(` ${player.stats.seconds.toFixed(1)} s of audio · ${decoded.rate / 1000} kHz · ${player.stats.chunks} chunks`);
 }
 
 function renderTranscription(text, who) {
@@ -269,7 +274,7 @@ function onMessage(message) {
     renderTranscription(content.outputTranscription?.text, "output");
     if (content.interrupted) {
       player.flush();
-      addPart(el("div", { class: "part interrupted", text: "⏹ interrupted" }));
+      addPart(el("div", { class: "part interrupted", text: "■ interrupted" }));
     }
     if (content.generationComplete) state.turn?.classList.add("generated");
     if (content.turnComplete) endTurn(message);
@@ -337,13 +342,14 @@ function summarize(message) {
   if (!keys.length) return "{}";
   return keys
     .map((key) => {
-      const value = message[key];
+      const value = message[key] || {};
       if (key === "serverContent" || key === "clientContent" || key === "realtimeInput") {
-        const inner = Object.keys(value || {}).filter((k) => value[k] !== false && k !== "role");
         const parts = (value.modelTurn?.parts || value.turns?.flatMap((t) => t.parts || []) || []).map((p) => Object.keys(p)[0]);
-        return `${key}.${inner.join(",")}${parts.length ? `[${parts.join(",")}]` : ""}`;
+        const flags = Object.keys(value).filter((k) => value[k] !== false && !["role", "modelTurn", "turns"].includes(k));
+        const short = key === "serverContent" ? "" : `${key} `;
+        return short + [parts.length ? parts.join("+") : "", ...flags].filter(Boolean).join(" · ");
       }
-      if (key === "toolCall") return `toolCall[${(value.functionCalls || []).map((c) => c.name).join(",")}]`;
+      if (key === "toolCall") return `toolCall ${(value.functionCalls || []).map((c) => c.name).join(", ")}`;
       return key;
     })
     .join(" + ");

@@ -225,7 +225,8 @@ class _Messages:
         if last and last["role"] == "assistant":
             last.setdefault("tool_calls", []).append(call)
         else:
-            self.out.append({"role": "assistant", "content": "", "tool_calls": [call]})  # some servers reject null
+            # "" rather than null: llama_cpp.server rejects a null content
+            self.out.append({"role": "assistant", "content": "", "tool_calls": [call]})
         self._open_calls.append((call_id, name))
 
     def _result(self, name: str, text: str, call_id: str | None = None) -> None:

@@ -56,13 +56,15 @@ class FenceParser:
                 continue
             line, newline, _ = self._pending.partition("\n")
             stripped = line.lstrip(" \t")
-            if not newline and FENCE.startswith(stripped):
+            if not newline and len(stripped) < len(FENCE) and FENCE.startswith(stripped):
                 break  # may still become a fence: wait for more input
             if self._mode == "code":
-                if stripped.startswith(FENCE):  # closing fence; no need to see the rest of the line
-                    self._source.append(line + newline)
-                    self._pending = self._pending[len(line) + len(newline) :]
+                if stripped.startswith(FENCE):  # the closing fence: the block ends at its backticks
+                    end = len(line) - len(stripped.lstrip("`"))
+                    self._source.append(self._pending[:end])
+                    self._pending = self._pending[end:]
                     out.append(self._close_block())
+                    self._line_start = False  # the rest of the fence line is text
                     continue
                 self._emit_through_newline(out)
                 continue

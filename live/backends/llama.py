@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import threading
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +76,7 @@ class _Done:
 
 
 _Item = str | _Done | BackendError
+SHUTTING_DOWN = "the model is shutting down"
 
 
 class LlamaBackend:
@@ -98,13 +99,15 @@ class LlamaBackend:
         self._formatter = _chat_formatter(self._llama)
         self._system_role = _accepts_system_role(self._formatter)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
-        self._active: set[threading.Event] = set()
+        self._closing = threading.Event()
         self.tokens_generated = 0  # all tokens sampled so far, for metrics
 
     def models(self) -> list[str]:
         return [self.config.name]
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent]:
+        if self._closing.is_set():
+            raise BackendError(1011, SHUTTING_DOWN)
         chat = to_chat(request, "fenced", system_role=self._system_role)
         params: dict[str, Any] = {
             "temperature": self.config.temperature,
@@ -124,7 +127,6 @@ class LlamaBackend:
             except RuntimeError:  # the loop is gone (shutdown): nobody is listening any more
                 stop.set()
 
-        self._active.add(stop)
         job = loop.run_in_executor(self._pool, self._generate, chat.messages, params, stop, emit)
         ending: ModelEvent | None = None
         try:
@@ -154,14 +156,16 @@ class LlamaBackend:
             stop.set()
             if not job.done():
                 await asyncio.wait({job}, timeout=self.config.cancel_wait_s)
-            self._active.discard(stop)
 
     def _generate(self, messages: list[Message], params: dict[str, Any], stop: threading.Event,
                   emit: Callable[[_Item], None]) -> None:  # fmt: skip
         """Runs in the worker thread; every outcome, errors included, goes through `emit`."""
         from llama_cpp import StoppingCriteriaList
 
-        if stop.is_set():  # cancelled while waiting for the worker
+        if self._closing.is_set():
+            emit(BackendError(1011, SHUTTING_DOWN))
+            return
+        if stop.is_set():  # the stream was closed while this job waited for the worker
             return
         try:
             formatted = self._formatter(messages=cast(Any, messages))
@@ -185,7 +189,7 @@ class LlamaBackend:
             nonlocal counted
             counted += 1
             self.tokens_generated += 1
-            return stop.is_set()
+            return stop.is_set() or self._closing.is_set()
 
         criteria = StoppingCriteriaList([count_and_check, *(formatted.stopping_criteria or [])])
         finish = "stop"
@@ -205,18 +209,21 @@ class LlamaBackend:
                 if choice["text"]:
                     emit(choice["text"])
                 finish = choice["finish_reason"] or finish
-                if stop.is_set():
+                if stop.is_set() or self._closing.is_set():
                     break
             chunks.close()
         except Exception:
             emit(BackendError(1011, "the model failed while generating"))
             return
-        emit(_Done(finish, len(prompt), counted))
+        emit(
+            BackendError(1011, SHUTTING_DOWN)
+            if self._closing.is_set()
+            else _Done(finish, len(prompt), counted)
+        )
 
     async def close(self) -> None:
-        for stop in self._active:
-            stop.set()
-        await asyncio.to_thread(self._pool.shutdown, True, cancel_futures=True)
+        self._closing.set()  # the running generation stops within a token; queued ones do not start
+        await asyncio.to_thread(self._pool.shutdown, True)
         self._llama.close()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -81,7 +81,7 @@ class OpenAIBackend:
     def models(self) -> list[str]:
         return [self.config.name]
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent]:
         config = self.config
         chat = to_chat(request, config.code_mode, config.system_role)
         params = sampling(request.generation)
@@ -127,7 +127,7 @@ class OpenAIBackend:
                     return
             if usage is not None:
                 yield usage
-            if calls:
+            if calls and finish != "length":  # a call cut off by max_tokens cannot be made
                 yield _tool_event([calls[i] for i in sorted(calls)], request.code_execution)
             else:
                 yield Finish(FINISH_REASONS.get(finish, "OTHER"))

@@ -1,0 +1,212 @@
+"""One confined runner, forked from the warm worker ahead of demand: monitor -> init -> job.
+
+monitor (root, outside the job's namespaces): waits for the init or for a kill request from the server,
+    then reports the job's exit status once the whole tree is gone. It never reads job data.
+init (root, PID 1 of a new PID namespace): mounts the job's private file system and pivots into it,
+    forks the job, reaps orphans, and exits when the job's main process does, which kills everything
+    left in the namespace (setsid, double forks and fork bombs included).
+job (PID 2, a per-runner uid): rlimits, no_new_privs, Landlock, seccomp; then says "ready" and waits
+    for its one job.
+Without a PID namespace (weak mode) the monitor is a child subreaper and kills every descendant itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import traceback
+from dataclasses import dataclass
+from typing import NoReturn
+
+from sandbox import frames, landlock, linux, rootfs, runner, seccomp_filter
+from sandbox.config import Layer, PoolConfig
+
+JOB_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "HOME": "/tmp",
+    "TMPDIR": "/tmp",
+    "LANG": "C.UTF-8",
+    "MPLBACKEND": "Agg",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the worker prepared once and every runner uses."""
+
+    config: PoolConfig
+    layers: frozenset[Layer]
+    seccomp_bpf: bytes | None
+    landlock_abi: int
+
+
+@dataclass(frozen=True)
+class RunnerFds:
+    channel: int  # job <-> server: the job, host calls, the report
+    stdout: int
+    stderr: int
+    monitor: int  # monitor <-> server: kill requests in, the exit report out
+
+
+def _close_all_but(keep: set[int]) -> None:
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def start(setup: Setup, index: int, fds: RunnerFds) -> NoReturn:
+    """Entry point in a freshly forked child of the worker: become the monitor of one runner."""
+    code = 1
+    try:
+        assert setup.config.uid_base is not None
+        _monitor(setup, setup.config.uid_base + index, fds)
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _monitor(setup: Setup, uid: int, fds: RunnerFds) -> None:
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker ignores it to auto-reap monitors
+    _close_all_but({0, 1, 2, fds.channel, fds.stdout, fds.stderr, fds.monitor})
+    os.setsid()
+    pidns = "pidns" in setup.layers
+    if pidns:
+        linux.unshare(linux.CLONE_NEWPID | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
+    else:
+        linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # orphans of the job come back to us
+    host_scratch = None
+    if "mountns" not in setup.layers:
+        host_scratch = tempfile.mkdtemp(prefix="openlive-job-")
+        if "uid" in setup.layers:
+            os.chown(host_scratch, uid, uid)
+    status_r, status_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(status_r)
+        os.close(fds.monitor)
+        if pidns:
+            _init(setup, uid, fds, status_w)
+        _job(setup, uid, fds, host_scratch or rootfs.SCRATCH)
+    for fd in (fds.channel, fds.stdout, fds.stderr, status_w):
+        os.close(fd)
+    pidfd = os.pidfd_open(pid)
+    readable, _, _ = select.select([fds.monitor, pidfd], [], [])
+    if fds.monitor in readable:  # a kill request, or the server went away
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _, wait_status, usage = os.wait4(pid, 0)
+    if pidns:  # the init relays its job's status; the namespace is empty once the init is reaped
+        raw = os.read(status_r, 256)
+        report = json.loads(raw) if raw else {"status": None, "cpu": None}
+    else:
+        report = {"status": wait_status, "cpu": usage.ru_utime + usage.ru_stime}
+        _kill_descendants()
+    if host_scratch:
+        shutil.rmtree(host_scratch, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        frames.send(socket.socket(fileno=fds.monitor), {"t": "exit", **report})
+
+
+def _kill_descendants() -> None:
+    """Subreaper clean-up: kill and reap children until none is left (orphans keep arriving here)."""
+    while True:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                for child in f.read().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(child), signal.SIGKILL)
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def _init(setup: Setup, uid: int, fds: RunnerFds, status_w: int) -> NoReturn:
+    code = 1
+    try:
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        c = setup.config
+        if "mountns" in setup.layers:
+            rootfs.enter_job_root(uid, c.scratch_mb, c.tmp_mb, c.shm_mb)
+        linux.sethostname("sandbox")
+        pid = os.fork()
+        if pid == 0:
+            os.close(status_w)
+            _job(setup, uid, fds, rootfs.SCRATCH)
+        for fd in (fds.channel, fds.stdout, fds.stderr):
+            os.close(fd)
+        while True:
+            child, wait_status, usage = os.wait4(-1, 0)
+            if child == pid:
+                cpu = usage.ru_utime + usage.ru_stime
+                os.write(status_w, json.dumps({"status": wait_status, "cpu": cpu}).encode())
+                code = 0
+                break  # exiting as PID 1 kills whatever the job left behind
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _set_limits(c: PoolConfig) -> None:
+    mib = 1 << 20
+    for limit, soft, hard in (
+        (resource.RLIMIT_AS, c.memory_mb * mib, c.memory_mb * mib),
+        (resource.RLIMIT_CPU, c.cpu_s, c.cpu_s + 1),  # SIGXCPU, then SIGKILL for a job that ignores it
+        (resource.RLIMIT_FSIZE, c.file_size_mb * mib, c.file_size_mb * mib),
+        (resource.RLIMIT_NOFILE, c.open_files, c.open_files),
+        (resource.RLIMIT_NPROC, c.processes, c.processes),
+        (resource.RLIMIT_CORE, 0, 0),
+        (resource.RLIMIT_MEMLOCK, 0, 0),
+        (resource.RLIMIT_MSGQUEUE, 0, 0),
+    ):
+        resource.setrlimit(limit, (soft, hard))
+
+
+def _job(setup: Setup, uid: int, fds: RunnerFds, scratch: str) -> NoReturn:
+    try:
+        devnull = os.open("/dev/null", os.O_RDWR)
+        for fd, target in ((devnull, 0), (fds.stdout, 1), (fds.stderr, 2), (fds.channel, 3)):
+            os.dup2(fd, target)
+        os.closerange(4, 1 << 16)
+        os.chdir(scratch)
+        os.setsid()
+        _set_limits(setup.config)
+        if "uid" in setup.layers:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # a uid change clears it
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        if "landlock" in setup.layers:
+            mounted = "mountns" in setup.layers
+            landlock.restrict(
+                setup.landlock_abi, [*(rootfs.WRITABLE if mounted else (scratch,)), "/dev/null"]
+            )
+        if setup.seccomp_bpf is not None:
+            seccomp_filter.load(setup.seccomp_bpf)
+        os.environ.clear()
+        os.environ.update(JOB_ENV)
+        sys.argv = [""]
+        channel = socket.socket(fileno=3)
+        frames.send(channel, {"t": "ready"})
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    runner.serve(channel)

@@ -1,0 +1,101 @@
+"""The job's view of the file system: a read-only skeleton built once, private writable mounts per job.
+
+The skeleton holds only what Python needs (/usr, the interpreter's prefixes, a few /etc files, five
+device nodes), so the server's files, its unix sockets, /home, /var, /run, /sys and the host's /tmp
+simply do not exist for a job. Binding the interpreter's prefixes under a world-readable skeleton also
+keeps Python importable after the uid drop, although it lives under a 0700 /root here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from sandbox import linux
+
+# Mount point of the skeleton inside the worker's private mount namespace (the host's /tmp is untouched).
+SKELETON = "/tmp"
+SCRATCH = "/scratch"  # the job's cwd
+WRITABLE = (SCRATCH, "/tmp", "/dev/shm")
+
+_ETC = (
+    "hosts", "nsswitch.conf", "localtime", "timezone", "ld.so.cache", "ld.so.conf", "ld.so.conf.d",
+    "ssl", "ca-certificates", "fonts", "mime.types", "alternatives", "matplotlibrc", "os-release",
+)  # fmt: skip
+_DEVICES = ("null", "zero", "full", "random", "urandom")
+_RO = linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV
+
+
+def python_paths(exclude: Path | None) -> list[str]:
+    """The interpreter's prefixes and import path, minus `exclude` (the server's source, if not installed)."""
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    candidates = prefixes | {p for p in sys.path if p and os.path.isdir(p) and Path(p).resolve() != exclude}
+    paths = {q for p in candidates for q in (os.path.abspath(p), os.path.realpath(p))}
+    return sorted(p for p in paths if not any(p != o and p.startswith(o + "/") for o in paths))
+
+
+def _bind_ro(source: str, target: str) -> None:
+    linux.mount(source, target, None, linux.MS_BIND | linux.MS_REC)
+    linux.mount("none", target, None, linux.MS_REMOUNT | linux.MS_BIND | _RO)
+
+
+def _mountpoint(root: str, path: str, like: str) -> str:
+    target = root + path
+    if os.path.isdir(like):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        Path(target).touch()
+    return target
+
+
+def build_skeleton(binds: list[str], uids: list[int]) -> None:
+    """In the worker's own (already unshared) mount namespace: build and seal the skeleton."""
+    linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    root = SKELETON
+    linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "size=4m,mode=0755")
+    for d in ("proc", "tmp", "dev/shm", "scratch", "etc", ".old", "root"):
+        os.makedirs(f"{root}/{d}", mode=0o755, exist_ok=True)
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = f"/{name}"
+        if os.path.islink(host):
+            os.symlink(os.readlink(host), f"{root}{host}")
+        elif os.path.isdir(host):
+            _bind_ro(host, _mountpoint(root, host, host))
+    for path in ["/usr", *binds]:
+        _bind_ro(path, _mountpoint(root, path, path))
+    for name in _ETC:
+        host = f"/etc/{name}"
+        if os.path.exists(host):
+            _bind_ro(host, _mountpoint(root, host, host))
+    # Our own passwd: the host's user list stays hidden and every job uid has a name and a home.
+    users = [f"sandbox{i}:x:{uid}:{uid}:sandbox:/tmp:/usr/sbin/nologin" for i, uid in enumerate(uids)]
+    Path(f"{root}/etc/passwd").write_text(
+        "\n".join(["root:x:0:0:root:/root:/usr/sbin/nologin", *users]) + "\n"
+    )
+    groups = [f"sandbox{i}:x:{uid}:" for i, uid in enumerate(uids)]
+    Path(f"{root}/etc/group").write_text("\n".join(["root:x:0:", *groups]) + "\n")
+    for name in _DEVICES:
+        target = _mountpoint(root, f"/dev/{name}", f"/dev/{name}")
+        linux.mount(f"/dev/{name}", target, None, linux.MS_BIND)
+    for name, to in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1")):
+        os.symlink(to, f"{root}/dev/{name}")
+    os.symlink("/proc/self/fd/2", f"{root}/dev/stderr")
+    linux.mount("none", root, None, linux.MS_REMOUNT | linux.MS_BIND | _RO)
+
+
+def enter_job_root(uid: int, scratch_mb: int, tmp_mb: int, shm_mb: int) -> None:
+    """In the job's init (PID 1 of a fresh PID namespace): private writable mounts, then pivot into them."""
+    linux.unshare(linux.CLONE_NEWNS)
+    root = SKELETON
+    flags = linux.MS_NOSUID | linux.MS_NODEV
+    linux.mount("tmpfs", root + SCRATCH, "tmpfs", flags, f"size={scratch_mb}m,mode=0700,uid={uid},gid={uid}")
+    linux.mount("tmpfs", root + "/tmp", "tmpfs", flags, f"size={tmp_mb}m,mode=1777")
+    linux.mount("tmpfs", root + "/dev/shm", "tmpfs", flags, f"size={shm_mb}m,mode=1777")
+    linux.mount("proc", root + "/proc", "proc", flags | linux.MS_NOEXEC, "hidepid=2")
+    os.chdir(root)
+    linux.pivot_root(".", ".old")
+    os.chdir("/")
+    linux.umount2("/.old", linux.MNT_DETACH)
+    os.chdir(SCRATCH)

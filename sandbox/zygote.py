@@ -1,0 +1,157 @@
+"""The warm worker process: exec'd once with a clean environment, prepares everything shared, forks runners.
+
+Start-up, once: no network (its own network namespace, inherited by every job), a private mount namespace
+holding the read-only skeleton, the seccomp filter compiled to BPF, the libraries imported and a warm-up
+figure drawn. Then it only forks: one monitor per runner request, handing over four descriptors. It never
+reads a job's data, so no job's code or files can linger in its memory for the next fork.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import io
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from sandbox import confine, landlock, linux, rootfs, seccomp_filter
+from sandbox.config import LAYERS, Layer, PoolConfig
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from sandbox.zygote import main; main(int(sys.argv[2]))"
+
+
+def _pidns_works() -> str:
+    """A PID namespace can be entered by a forked child and its first child is PID 1."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            linux.unshare(linux.CLONE_NEWPID)
+            inner = os.fork()
+            if inner == 0:
+                os._exit(0 if os.getpid() == 1 else 1)
+            os._exit(os.waitstatus_to_exitcode(os.waitpid(inner, 0)[1]))
+        except BaseException:
+            os._exit(2)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if code:
+        raise OSError(f"probe child exited with {code}")
+    return "a PID namespace per job; the tree dies with its init"
+
+
+def _check_uids_unused(uids: list[int]) -> None:
+    """RLIMIT_NPROC counts per uid: a uid shared with another pool would merge two jobs' process limits."""
+    wanted = {str(uid) for uid in uids}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                uid = next(line.split()[1] for line in f if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        if uid in wanted:
+            raise OSError(f"uid {uid} is already used by pid {pid} (another pool?); set uid_base")
+
+
+def _bind_paths(config: PoolConfig) -> list[str]:
+    prefixes = [Path(p) for p in (sys.prefix, sys.base_prefix)]
+    installed = any(p == SOURCE_ROOT or p in SOURCE_ROOT.parents for p in prefixes)
+    paths = rootfs.python_paths(exclude=None if installed else SOURCE_ROOT)
+    if config.cache_dir.is_dir():
+        paths.append(str(config.cache_dir.resolve()))
+    return paths
+
+
+def _probe(config: PoolConfig) -> tuple[dict[Layer, tuple[bool, str]], bytes | None, int]:
+    """Set up each layer the host allows; say why for each one that it does not."""
+    results: dict[Layer, tuple[bool, str]] = {}
+    bpf: bytes | None = None
+    abi = 0
+    assert config.uid_base is not None
+    uids = [config.uid_base + i for i in range(config.runners)]
+
+    def step(layer: Layer) -> str:
+        nonlocal bpf, abi
+        if layer == "uid":
+            if os.geteuid() != 0:
+                raise OSError("not root: cannot switch to per-runner uids")
+            _check_uids_unused(uids)
+            return f"jobs run as uids {uids[0]}..{uids[-1]}, one per runner"
+        if layer == "netns":
+            linux.unshare(linux.CLONE_NEWNET)
+            return "no network interfaces but a down loopback"
+        if layer == "mountns":
+            linux.unshare(linux.CLONE_NEWNS)
+            rootfs.build_skeleton(_bind_paths(config), uids)
+            return "read-only skeleton root; private /scratch, /tmp, /dev/shm and /proc per job"
+        if layer == "seccomp":
+            bpf = seccomp_filter.build()
+            return f"{len(bpf) // 8} BPF instructions, blocked calls fail with EPERM"
+        if layer == "landlock":
+            abi = landlock.abi_version()
+            if abi < 1:
+                raise OSError("kernel has no Landlock")
+            scoping = "" if abi >= 6 else "; no abstract-socket/signal scoping before ABI 6"
+            return f"ABI {abi}: read-only outside the writable dirs, no TCP{scoping}"
+        return _pidns_works()
+
+    for layer in LAYERS:
+        if layer in config.skip_layers:
+            results[layer] = (False, "skipped by configuration")
+            continue
+        try:
+            results[layer] = (True, step(layer))
+        except Exception as e:
+            results[layer] = (False, f"{type(e).__name__}: {e}")
+    return results, bpf, abi
+
+
+def _warm_up(modules: list[str], dpi: int) -> dict[str, str]:
+    errors = {}
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as e:
+            errors[name] = f"{type(e).__name__}: {e}"
+    plt: Any = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:  # the first figure pays for font and canvas set-up; pay it here, once
+        plt.plot([0, 1], [0, 1])
+        plt.title("warm-up")
+        plt.savefig(io.BytesIO(), format="png", dpi=dpi)
+        plt.close("all")
+    np: Any = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed()  # imports `secrets` & co. now rather than in every job
+    return errors
+
+
+def main(control_fd: int) -> None:
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    control = socket.socket(fileno=control_fd)
+    config = PoolConfig.model_validate_json(control.recv(1 << 20))
+    layers, bpf, abi = _probe(config)
+    usable = frozenset(layer for layer, (ok, _) in layers.items() if ok)
+    setup = confine.Setup(config=config, layers=usable, seccomp_bpf=bpf, landlock_abi=abi)
+    preload_errors = _warm_up(config.preload, config.figure_dpi)
+    hello = {
+        "pid": os.getpid(),
+        "layers": {layer: {"ok": ok, "detail": detail} for layer, (ok, detail) in layers.items()},
+        "preload_errors": preload_errors,
+        "threads": len(os.listdir("/proc/self/task")),  # forking is only safe from a single thread
+    }
+    control.send(json.dumps(hello).encode())
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # monitors are reaped by the kernel
+    gc.collect()
+    gc.freeze()  # keeps the collector from touching (and so copying) the warm heap in every fork
+    while True:
+        message, fds, _, _ = socket.recv_fds(control, 1024, 4)
+        if not message:
+            return  # the server is gone
+        if len(fds) == 4 and os.fork() == 0:
+            confine.start(setup, int(json.loads(message)["index"]), confine.RunnerFds(*fds))
+        for fd in fds:
+            os.close(fd)

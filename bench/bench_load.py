@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -103,7 +102,16 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     peers = {
-        "openlive": [str(BIN / "openlive"), "serve", "--host", "127.0.0.1", "--port", "0", "--backend", "scripted"],
+        "openlive": [
+            str(BIN / "openlive"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--backend",
+            "scripted",
+        ],
         "echo": [sys.executable, __file__, "--echo-server"],
     }
     for name, argv in peers.items():
@@ -124,8 +132,11 @@ def main() -> int:
     print(f"errors            openlive {ours['error_total']}   echo {floor['error_total']}")
     for name in results:
         server = results[name]["server"] or {}
-        print(f"{name:<10} server CPU {server.get('cpu_percent')}% of a core, RSS max {server.get('rss_mb_max')} MB")
-    args.out.write_text(json.dumps({"sessions": args.sessions, "duration_s": args.duration, **results}, indent=2) + "\n")
+        cpu, rss = server.get("cpu_percent"), server.get("rss_mb_max")
+        print(f"{name:<10} server CPU {cpu}% of a core, RSS max {rss} MB")
+    args.out.write_text(
+        json.dumps({"sessions": args.sessions, "duration_s": args.duration, **results}, indent=2) + "\n"
+    )
     print(f"\nwrote {args.out}")
     return 0 if ours["error_total"] == 0 else 1
 

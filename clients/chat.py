@@ -21,7 +21,15 @@ from websockets.asyncio.client import ClientConnection
 from clients.connection import add_connection_flags, dump_client_message, live_url, setup_message, ssl_context
 from clients.demo_functions import DECLARATIONS, answer
 from clients.terminal_view import TerminalView
-from protocol import ClientContent, ClientMessage, Content, FunctionResponse, Part, ServerMessage, ToolResponse
+from protocol import (
+    ClientContent,
+    ClientMessage,
+    Content,
+    FunctionResponse,
+    Part,
+    ServerMessage,
+    ToolResponse,
+)
 
 SETUP_TIMEOUT_S = 15.0
 QUIT_COMMANDS = {"/quit", "/exit", "/q"}
@@ -40,7 +48,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--all-functions", action="store_true", help="declare every demo function")
     parser.add_argument("--system", help="system instruction")
-    parser.add_argument("--plots-dir", type=Path, default=Path("openlive-plots"), help="where plots are saved")
+    parser.add_argument(
+        "--plots-dir", type=Path, default=Path("openlive-plots"), help="where plots are saved"
+    )
     parser.add_argument("--prompt", help="send this one prompt, print the reply and exit")
     parser.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     return parser.parse_args(argv)
@@ -82,7 +92,9 @@ class Chat:
             async for raw in self.ws:
                 await self.handle(ServerMessage.model_validate_json(raw))
         if self.ws.close_code not in (1000, 1001):
-            self.view.error(f"server closed the connection: {self.ws.close_code} {self.ws.close_reason or ''}")
+            self.view.error(
+                f"server closed the connection: {self.ws.close_code} {self.ws.close_reason or ''}"
+            )
         self.closed.set()
         self.idle.set()
 
@@ -186,8 +198,10 @@ async def run(args: argparse.Namespace) -> int:
             await ws.send(dump_client_message(setup))
             first = ServerMessage.model_validate_json(await asyncio.wait_for(ws.recv(), SETUP_TIMEOUT_S))
         except websockets.ConnectionClosed as exc:
-            view.error(f"server refused the session: {exc.rcvd.code if exc.rcvd else 1006} "
-                       f"{exc.rcvd.reason if exc.rcvd else ''}")
+            view.error(
+                f"server refused the session: {exc.rcvd.code if exc.rcvd else 1006} "
+                f"{exc.rcvd.reason if exc.rcvd else ''}"
+            )
             return 1
         except TimeoutError:
             view.error("no setupComplete from the server")

@@ -40,7 +40,9 @@ DECLARATIONS: dict[str, FunctionDeclaration] = {
         description="Switch the lights on in a room.",
         parameters={"type": "OBJECT", "properties": {"room": {"type": "STRING"}}},
     ),
-    "get_time": FunctionDeclaration(name="get_time", description="The current date and time (ISO 8601, UTC)."),
+    "get_time": FunctionDeclaration(
+        name="get_time", description="The current date and time (ISO 8601, UTC)."
+    ),
 }
 
 _IMPLEMENTATIONS: dict[str, Callable[..., dict[str, Any]]] = {

@@ -70,7 +70,9 @@ def voice_frames(path: Path) -> tuple[list[str], float]:
     frames = [
         dump_client_message(
             ClientMessage(
-                realtime_input=RealtimeInput(audio=Blob(mime_type=f"audio/pcm;rate={rate}", data=pcm[i : i + step]))
+                realtime_input=RealtimeInput(
+                    audio=Blob(mime_type=f"audio/pcm;rate={rate}", data=pcm[i : i + step])
+                )
             )
         )
         for i in range(0, len(pcm), step)
@@ -123,10 +125,18 @@ async def run_turn(ws: Any, plan: Plan, samples: Samples) -> None:
             if "toolCall" in message:
                 calls = message["toolCall"].get("functionCalls", [])
                 responses = [
-                    FunctionResponse(id=c.get("id"), name=c.get("name", ""), response=answer(c.get("name", ""), c.get("args")))
+                    FunctionResponse(
+                        id=c.get("id"),
+                        name=c.get("name", ""),
+                        response=answer(c.get("name", ""), c.get("args")),
+                    )
                     for c in calls
                 ]
-                await ws.send(dump_client_message(ClientMessage(tool_response=ToolResponse(function_responses=responses))))
+                await ws.send(
+                    dump_client_message(
+                        ClientMessage(tool_response=ToolResponse(function_responses=responses))
+                    )
+                )
             content = message.get("serverContent")
             if not content:
                 continue

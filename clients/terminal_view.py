@@ -47,7 +47,10 @@ class TerminalView:
 
     def banner(self, url: str, model: str, tools: list[str]) -> None:
         self.write(self.paint("openlive chat", "bold") + self.paint(f" · {model} · {url}", "dim") + "\n")
-        self.write(self.paint(f"tools: {', '.join(tools) or 'none'} · Ctrl-C interrupts · /quit leaves", "dim") + "\n")
+        self.write(
+            self.paint(f"tools: {', '.join(tools) or 'none'} · Ctrl-C interrupts · /quit leaves", "dim")
+            + "\n"
+        )
 
     def prompt(self) -> None:
         self.newline()

@@ -6,14 +6,24 @@ pending function calls and interruption (it cancels the task running `TurnEngine
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mimetypes
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from live.backends.base import CodeCall, Finish, FunctionCalls, ModelBackend, ModelRequest, TextDelta, Usage
+from live.backends.base import (
+    CodeCall,
+    Finish,
+    FunctionCalls,
+    ModelBackend,
+    ModelEvent,
+    ModelRequest,
+    TextDelta,
+    Usage,
+)
 from protocol import (
     Blob,
     CodeExecutionResult,
@@ -120,8 +130,7 @@ class TurnEngine:
         """Runs one turn to `turnComplete`. Cancelling it leaves what was already sent in the history."""
         tokens = _Tokens()
         runs = failed_runs = 0
-        finished = False
-        while not finished:
+        while True:
             request = ModelRequest(
                 model=conv.model,
                 history=list(conv.history),
@@ -132,36 +141,41 @@ class TurnEngine:
                 and runs < self._limits.max_code_runs,
                 generation=conv.generation,
             )
-            finished = True
-            async for event in self._backend.stream(request):
-                if isinstance(event, TextDelta):
-                    if event.text:
-                        _append_text(conv, event.text)
-                        await self._emit(model_message(Part(text=event.text)))
-                elif isinstance(event, Usage):
-                    tokens.add(event)
-                elif isinstance(event, CodeCall):
-                    if request.code_execution:
-                        result = await self._run_code(conv, event.code)
-                        runs += 1
-                        failed_runs += result.outcome != Outcome.OK
-                        finished = False
-                    break
-                elif isinstance(event, FunctionCalls):
-                    calls = [FunctionCall(id=new_call_id(), name=c.name, args=c.args) for c in event.calls]
-                    _model_content(conv).parts.extend(Part(function_call=c) for c in calls)
-                    responses = await self._call_functions(calls)
-                    conv.history.append(
-                        Content(role="user", parts=[Part(function_response=r) for r in responses])
-                    )
-                    finished = False
-                    break
-                elif isinstance(event, Finish):
-                    break
+            # aclosing: the model's stream (an upstream HTTP response) is closed before code runs.
+            async with contextlib.aclosing(self._backend.stream(request)) as events:
+                action = await self._read_step(conv, events, tokens)
+            if isinstance(action, CodeCall) and request.code_execution:
+                result = await self._run_code(conv, action.code)
+                runs += 1
+                failed_runs += result.outcome != Outcome.OK
+            elif isinstance(action, FunctionCalls):
+                calls = [FunctionCall(id=new_call_id(), name=c.name, args=c.args) for c in action.calls]
+                _model_content(conv).parts.extend(Part(function_call=c) for c in calls)
+                responses = await self._call_functions(calls)
+                answers = [Part(function_response=r) for r in responses]
+                conv.history.append(Content(role="user", parts=answers))
+            else:
+                break
         await self._emit(ServerMessage(server_content=ServerContent(generation_complete=True)))
         await self._emit(
             ServerMessage(server_content=ServerContent(turn_complete=True), usage_metadata=tokens.metadata())
         )
+
+    async def _read_step(
+        self, conv: Conversation, events: AsyncIterator[ModelEvent], tokens: _Tokens
+    ) -> CodeCall | FunctionCalls | None:
+        """Streams one model call's text; returns the code or calls it ends with (None: it finished)."""
+        async for event in events:
+            if isinstance(event, TextDelta) and event.text:
+                _append_text(conv, event.text)
+                await self._emit(model_message(Part(text=event.text)))
+            elif isinstance(event, Usage):
+                tokens.add(event)
+            elif isinstance(event, CodeCall | FunctionCalls):
+                return event
+            elif isinstance(event, Finish):
+                break
+        return None
 
     async def _run_code(self, conv: Conversation, code: str) -> Result:
         call = ExecutableCode(language="PYTHON", code=code)

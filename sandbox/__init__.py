@@ -1,6 +1,6 @@
 """Running untrusted Python: the job/result models and the executors that run jobs."""
 
-from sandbox.config import PoolConfig
+from sandbox.config import LAYERS, Layer, PoolConfig
 from sandbox.models import DEFAULT_DEADLINE_S, Executor, File, HostCall, Job, Outcome, Result
 from sandbox.pool import LocalPool, SandboxUnavailable
 from sandbox.status import LayerStatus, PoolStatus
@@ -8,10 +8,12 @@ from sandbox.subprocess_executor import SubprocessExecutor
 
 __all__ = [
     "DEFAULT_DEADLINE_S",
+    "LAYERS",
     "Executor",
     "File",
     "HostCall",
     "Job",
+    "Layer",
     "LayerStatus",
     "LocalPool",
     "Outcome",

@@ -59,7 +59,7 @@ class PoolConfig(BaseModel):
         description="modules imported once by the worker so no job pays for them",
     )
     uid_base: int | None = Field(
-        None, ge=1000, description="job uids are uid_base + runner index; None: derived from the server's pid"
+        None, ge=1000, description="job uids are uid_base + runner index; None: a free range is chosen"
     )
     start_timeout_s: float = Field(60.0, gt=0)
     cache_dir: Path = Field(default_factory=_default_cache_dir, description="keeps matplotlib's font cache")
@@ -73,9 +73,3 @@ class PoolConfig(BaseModel):
     @property
     def runners(self) -> int:
         return self.slots + self.spare_runners
-
-    def with_uid_base(self) -> PoolConfig:
-        """A copy with a concrete uid_base: several servers on one host (--workers N) never share uids."""
-        if self.uid_base is not None:
-            return self
-        return self.model_copy(update={"uid_base": 2_000_000_000 + (os.getpid() % 200_000) * 512})

@@ -1,19 +1,18 @@
-"""One confined runner, forked from the warm worker ahead of demand: monitor -> init -> job.
+"""One confined runner, made by the warm worker ahead of demand: a monitor and its job process.
 
-monitor (root, outside the job's namespaces): waits for the init or for a kill request from the server,
-    then reports the job's exit status once the whole tree is gone. It never reads job data.
-init (root, PID 1 of a new PID namespace): mounts the job's private file system and pivots into it,
-    forks the job, reaps orphans, and exits when the job's main process does, which kills everything
-    left in the namespace (setsid, double forks and fork bombs included).
+monitor (root, PID 1 of new PID/IPC/UTS namespaces, cloned straight from the worker): mounts the job's
+    private file system and pivots into it, forks the job, then waits for the job to end or for a kill
+    request from the server. Then it kills and reaps everything left in the namespace (setsid, double
+    forks and fork bombs included) and only then reports the job's exit status. It never reads job data.
 job (PID 2, a per-runner uid): rlimits, no_new_privs, Landlock, seccomp; then says "ready" and waits
     for its one job.
-Without a PID namespace (weak mode) the monitor is a child subreaper and kills every descendant itself.
+Without a PID namespace (weak mode) the monitor is a plain child and a subreaper, and kills every
+descendant itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import resource
 import select
@@ -67,8 +66,14 @@ def _close_all_but(keep: set[int]) -> None:
                 os.close(fd)
 
 
-def start(setup: Setup, index: int, fds: RunnerFds) -> NoReturn:
-    """Entry point in a freshly forked child of the worker: become the monitor of one runner."""
+def start(setup: Setup, index: int, fds: RunnerFds) -> None:
+    """In the worker: create the monitor of one runner (the worker closes its copies of `fds`)."""
+    if "pidns" in setup.layers:  # the monitor is PID 1 of fresh PID, IPC and UTS namespaces
+        pid = linux.fork_into(linux.CLONE_NEWPID | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
+    else:
+        pid = os.fork()
+    if pid != 0:
+        return
     code = 1
     try:
         assert setup.config.uid_base is not None
@@ -82,86 +87,60 @@ def start(setup: Setup, index: int, fds: RunnerFds) -> NoReturn:
 
 def _monitor(setup: Setup, uid: int, fds: RunnerFds) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker ignores it to auto-reap monitors
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _close_all_but({0, 1, 2, fds.channel, fds.stdout, fds.stderr, fds.monitor})
     os.setsid()
     pidns = "pidns" in setup.layers
-    if pidns:
-        linux.unshare(linux.CLONE_NEWPID | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
-    else:
+    if not pidns:
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # orphans of the job come back to us
     host_scratch = None
-    if "mountns" not in setup.layers:
+    if "mountns" in setup.layers:
+        c = setup.config
+        rootfs.enter_job_root(uid, c.scratch_mb, c.tmp_mb, c.shm_mb)
+    else:
         host_scratch = tempfile.mkdtemp(prefix="openlive-job-")
         if "uid" in setup.layers:
             os.chown(host_scratch, uid, uid)
-    status_r, status_w = os.pipe()
+    if pidns:
+        linux.sethostname("sandbox")
     pid = os.fork()
     if pid == 0:
-        os.close(status_r)
         os.close(fds.monitor)
-        if pidns:
-            _init(setup, uid, fds, status_w)
         _job(setup, uid, fds, host_scratch or rootfs.SCRATCH)
-    for fd in (fds.channel, fds.stdout, fds.stderr, status_w):
+    for fd in (fds.channel, fds.stdout, fds.stderr):
         os.close(fd)
     pidfd = os.pidfd_open(pid)
     readable, _, _ = select.select([fds.monitor, pidfd], [], [])
     if fds.monitor in readable:  # a kill request, or the server went away
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
     _, wait_status, usage = os.wait4(pid, 0)
-    if pidns:  # the init relays its job's status; the namespace is empty once the init is reaped
-        raw = os.read(status_r, 256)
-        report = json.loads(raw) if raw else {"status": None, "cpu": None}
-    else:
-        report = {"status": wait_status, "cpu": usage.ru_utime + usage.ru_stime}
-        _kill_descendants()
+    _kill_the_rest(pidns)
     if host_scratch:
         shutil.rmtree(host_scratch, ignore_errors=True)
+    report = {"t": "exit", "status": wait_status, "cpu": usage.ru_utime + usage.ru_stime}
     with contextlib.suppress(OSError):
-        frames.send(socket.socket(fileno=fds.monitor), {"t": "exit", **report})
+        frames.send(socket.socket(fileno=fds.monitor), report)
 
 
-def _kill_descendants() -> None:
-    """Subreaper clean-up: kill and reap children until none is left (orphans keep arriving here)."""
+def _kill_the_rest(pidns: bool) -> None:
+    """Kill and reap everything the job left behind (orphans keep arriving here) until nothing is left.
+
+    As PID 1, kill(-1) reaches every other process of the namespace; as a subreaper, our children.
+    """
     while True:
-        for task in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{task}/children") as f:
-                for child in f.read().split():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(child), signal.SIGKILL)
+        if pidns:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(-1, signal.SIGKILL)
+        else:
+            for task in os.listdir("/proc/self/task"):
+                with open(f"/proc/self/task/{task}/children") as f:
+                    for child in f.read().split():
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(int(child), signal.SIGKILL)
         try:
             os.waitpid(-1, 0)
         except ChildProcessError:
             return
-
-
-def _init(setup: Setup, uid: int, fds: RunnerFds, status_w: int) -> NoReturn:
-    code = 1
-    try:
-        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        c = setup.config
-        if "mountns" in setup.layers:
-            rootfs.enter_job_root(uid, c.scratch_mb, c.tmp_mb, c.shm_mb)
-        linux.sethostname("sandbox")
-        pid = os.fork()
-        if pid == 0:
-            os.close(status_w)
-            _job(setup, uid, fds, rootfs.SCRATCH)
-        for fd in (fds.channel, fds.stdout, fds.stderr):
-            os.close(fd)
-        while True:
-            child, wait_status, usage = os.wait4(-1, 0)
-            if child == pid:
-                cpu = usage.ru_utime + usage.ru_stime
-                os.write(status_w, json.dumps({"status": wait_status, "cpu": cpu}).encode())
-                code = 0
-                break  # exiting as PID 1 kills whatever the job left behind
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        os._exit(code)
 
 
 def _set_limits(c: PoolConfig) -> None:

@@ -36,6 +36,9 @@ PR_SET_CHILD_SUBREAPER = 36
 SECCOMP_MODE_FILTER = 2
 
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine())
+_SYS_CLONE = {"x86_64": 56, "aarch64": 220}.get(platform.machine())
+_SIGCHLD = 17
+_pylibc = ctypes.PyDLL(None, use_errno=True)  # keeps the GIL across the call, as os.fork() does
 
 
 def _check(result: int, what: str) -> int:
@@ -43,6 +46,28 @@ def _check(result: int, what: str) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return result
+
+
+def fork_into(namespaces: int) -> int:
+    """os.fork(), but the child starts in new `namespaces` (with CLONE_NEWPID it is that namespace's PID 1).
+
+    unshare(CLONE_NEWPID) works once per process; a raw clone() works every time, so the warm worker
+    can put each runner in its own PID namespace without an extra fork of its large image.
+    """
+    if _SYS_CLONE is None:
+        raise OSError(38, f"clone: unknown syscall number on {platform.machine()}")
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    args = (namespaces | _SIGCHLD, 0, 0, 0, 0)  # flags, no new stack (fork-like), no tid/tls pointers
+    pid = _pylibc.syscall(ctypes.c_long(_SYS_CLONE), *(ctypes.c_long(a) for a in args))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone: {os.strerror(err)}")
+    return int(pid)
 
 
 def unshare(flags: int) -> None:

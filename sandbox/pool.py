@@ -14,6 +14,7 @@ from collections import Counter, deque
 from collections.abc import Coroutine
 from typing import Any
 
+from sandbox import uids
 from sandbox.config import PoolConfig
 from sandbox.conversation import ExitStatus, converse
 from sandbox.fair_queue import FairQueue
@@ -35,7 +36,7 @@ class LocalPool:
     """Runs jobs in warm, confined processes on this machine. `run` never blocks the event loop."""
 
     def __init__(self, config: PoolConfig | None = None) -> None:
-        self.config = (config or PoolConfig()).with_uid_base()
+        self.config = config or PoolConfig()
         self._state: State = "stopped"
         self._worker: Worker | None = None
         self._worker_up = asyncio.Event()
@@ -50,6 +51,7 @@ class LocalPool:
         self._restarts = 0
         self._last_error: str | None = None
         self._started: asyncio.Future[None] | None = None
+        self._uid_base: int | None = None  # claimed in start, released in close
         self._change: asyncio.Future[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -59,6 +61,13 @@ class LocalPool:
         if self._state != "stopped":
             raise RuntimeError(f"the pool is {self._state}")
         self._state = "starting"
+        try:
+            base = await asyncio.to_thread(uids.claim, self.config.runners, self.config.uid_base)
+        except OSError as e:
+            self._state = "closed"
+            raise SandboxUnavailable(str(e)) from None
+        self._uid_base = base
+        self.config = self.config.model_copy(update={"uid_base": base})
         self._started = asyncio.get_running_loop().create_future()
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
@@ -92,6 +101,9 @@ class LocalPool:
             self._tasks = None
         if self._worker is not None:
             await self._worker.stop()
+        if self._uid_base is not None:
+            uids.release(self._uid_base)
+            self._uid_base = None
         self._notify()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:

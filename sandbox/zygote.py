@@ -27,34 +27,14 @@ BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from sandbox.zygote import 
 
 
 def _pidns_works() -> str:
-    """A PID namespace can be entered by a forked child and its first child is PID 1."""
-    pid = os.fork()
+    """The worker can clone a child into a new PID namespace, where it is PID 1."""
+    pid = linux.fork_into(linux.CLONE_NEWPID)
     if pid == 0:
-        try:
-            linux.unshare(linux.CLONE_NEWPID)
-            inner = os.fork()
-            if inner == 0:
-                os._exit(0 if os.getpid() == 1 else 1)
-            os._exit(os.waitstatus_to_exitcode(os.waitpid(inner, 0)[1]))
-        except BaseException:
-            os._exit(2)
+        os._exit(0 if os.getpid() == 1 else 1)
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if code:
         raise OSError(f"probe child exited with {code}")
-    return "a PID namespace per job; the tree dies with its init"
-
-
-def _check_uids_unused(uids: list[int]) -> None:
-    """RLIMIT_NPROC counts per uid: a uid shared with another pool would merge two jobs' process limits."""
-    wanted = {str(uid) for uid in uids}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                uid = next(line.split()[1] for line in f if line.startswith("Uid:"))
-        except (OSError, StopIteration):
-            continue
-        if uid in wanted:
-            raise OSError(f"uid {uid} is already used by pid {pid} (another pool?); set uid_base")
+    return "one per job, with the monitor as its init: the whole tree dies with the job"
 
 
 def _bind_paths(config: PoolConfig) -> list[str]:
@@ -79,7 +59,6 @@ def _probe(config: PoolConfig) -> tuple[dict[Layer, tuple[bool, str]], bytes | N
         if layer == "uid":
             if os.geteuid() != 0:
                 raise OSError("not root: cannot switch to per-runner uids")
-            _check_uids_unused(uids)
             return f"jobs run as uids {uids[0]}..{uids[-1]}, one per runner"
         if layer == "netns":
             linux.unshare(linux.CLONE_NEWNET)
@@ -151,7 +130,11 @@ def main(control_fd: int) -> None:
         message, fds, _, _ = socket.recv_fds(control, 1024, 4)
         if not message:
             return  # the server is gone
-        if len(fds) == 4 and os.fork() == 0:
-            confine.start(setup, int(json.loads(message)["index"]), confine.RunnerFds(*fds))
-        for fd in fds:
-            os.close(fd)
+        try:
+            if len(fds) == 4:
+                confine.start(setup, int(json.loads(message)["index"]), confine.RunnerFds(*fds))
+        except OSError as e:  # the server sees the runner's channel close and retries later
+            print(f"openlive sandbox worker: cannot start a runner: {e}", file=sys.stderr)
+        finally:
+            for fd in fds:
+                os.close(fd)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import time
 from collections.abc import AsyncIterator
@@ -84,7 +85,7 @@ async def test_continuation_after_a_code_result(backend: LlamaBackend) -> None:
         ],
     )
     request = ask(CODE_PROMPT, code_execution=True)
-    request = ModelRequest(**{**request.__dict__, "history": [*request.history, model_turn]})
+    request = dataclasses.replace(request, history=[*request.history, model_turn])
     events = await collect(backend.stream(request))
     assert any(isinstance(e, TextDelta | CodeCall) for e in events)
     assert isinstance(events[-1], Finish | CodeCall)

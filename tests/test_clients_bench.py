@@ -66,8 +66,21 @@ def test_voice_turn_sends_pcm_and_counts_the_missing_reply(bench_server: Server,
         w.setframerate(16000)
         w.writeframes(b"".join(struct.pack("<h", int(3000 * math.sin(i / 8))) for i in range(8000)))
     proc, out = run_bench(
-        bench_server, tmp_path, "-n", "2", "-d", "0.5", "--ramp", "0", "--scenario", "voice", "--wav", str(wav),
-        "--turn-timeout", "1", "--no-progress",
+        bench_server,
+        tmp_path,
+        "-n",
+        "2",
+        "-d",
+        "0.5",
+        "--ramp",
+        "0",
+        "--scenario",
+        "voice",
+        "--wav",
+        str(wav),
+        "--turn-timeout",
+        "1",
+        "--no-progress",
     )
     result = BenchResult.model_validate_json(out.read_text())
     assert result.sessions_connected == 2

@@ -69,7 +69,7 @@ class Terminal:
                 self.seen = match.end()
                 return match
             left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None and not self._readable(0):
+            if left <= 0 or (self.proc.poll() is not None and not self._readable(0)):
                 raise AssertionError(f"{pattern!r} not seen; terminal shows:\n{self.output[-3000:]}")
             if self._readable(left):
                 try:

@@ -528,7 +528,12 @@ async def test_no_state_leaks_to_the_next_job(battery: Battery) -> None:
 
 
 async def test_random_state_differs_between_jobs(battery: Battery) -> None:
-    code = "import random, numpy as np\nprint(random.random(), np.random.rand(), np.random.default_rng().random())"
+    code = """
+        import random
+        import numpy as np
+        print(random.random(), np.random.rand(), np.random.default_rng().random())
+        """
+    code = textwrap.dedent(code)
     outputs = [(await battery.pool.run(Job(code=code))).output for _ in range(4)]
     draws = [line.split() for line in outputs]
     for column in range(3):

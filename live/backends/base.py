@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -64,6 +64,8 @@ class ModelBackend(Protocol):
         """Model names this backend serves (without the `models/` prefix)."""
         ...
 
-    def stream(self, request: ModelRequest) -> AsyncIterator[ModelEvent]: ...
+    def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
+        """Closing the generator (aclose) must stop generation promptly."""
+        ...
 
     async def close(self) -> None: ...

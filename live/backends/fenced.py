@@ -226,11 +226,17 @@ def instructions(code_execution: bool, tools: list[dict[str, Any]]) -> str | Non
         return text
     if signatures:
         return (
-            "You can call these functions. To call one, write a block that starts with a line ```python, "
-            f"contains only the call, such as {HOST_MODULE}.name(arg=value), and ends with a line ```. You "
-            f"are then shown its result.\n{signatures}"
+            f"You can call these functions:\n{signatures}\n\nTo call one, reply with a python block that "
+            f"contains only the call, for example:\n```python\n{_example_call(tools[0]['function'])}\n```\n"
+            "You are then shown its result."
         )
     return None
+
+
+def _example_call(function: dict[str, Any]) -> str:
+    props: dict[str, Any] = (function.get("parameters") or {}).get("properties") or {}
+    args = ", ".join(f'{name}="..."' for name in list(props)[:2])
+    return f"{HOST_MODULE}.{function['name']}({args})"
 
 
 def _signature(function: dict[str, Any]) -> str:

@@ -128,7 +128,7 @@ class OpenAIBackend:
             if usage is not None:
                 yield usage
             if calls and finish != "length":  # a call cut off by max_tokens cannot be made
-                yield _tool_event([calls[i] for i in sorted(calls)], request.code_execution)
+                yield _tool_event([calls[i] for i in sorted(calls)], request)
             else:
                 yield Finish(FINISH_REASONS.get(finish, "OTHER"))
         finally:
@@ -182,12 +182,18 @@ class OpenAIBackend:
         await self._client.close()
 
 
-def _tool_event(calls: list[_ToolCall], code_execution: bool) -> CodeCall | FunctionCalls:
-    """The model's tool calls as one event: code first (the model sees its result before anything else)."""
+def _tool_event(calls: list[_ToolCall], request: ModelRequest) -> CodeCall | FunctionCalls | Finish:
+    """The model's tool calls as one event: code first (the model sees its result before anything else).
+
+    Calls to functions the client did not declare never reach it; if nothing else is left the step ends
+    as Gemini's MALFORMED_FUNCTION_CALL.
+    """
     code = next((c for c in calls if c.name == RUN_PYTHON), None)
-    if code is not None and code_execution:
+    if code is not None and request.code_execution:
         return CodeCall(_code_argument(code.arguments))
-    return FunctionCalls([FunctionCallRequest(c.name, _arguments(c.arguments)) for c in calls])
+    declared = {f.name for f in request.functions}
+    known = [FunctionCallRequest(c.name, _arguments(c.arguments)) for c in calls if c.name in declared]
+    return FunctionCalls(known) if known else Finish("MALFORMED_FUNCTION_CALL")
 
 
 def _code_argument(arguments: str) -> str:

@@ -1,0 +1,80 @@
+"""The embedded llama.cpp default (real SmolLM2 weights) behind a real server, through the SDK."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from google.genai import types
+
+from tests.conftest import Server, start_server
+from tests.live_helpers import ask
+
+pytestmark = pytest.mark.llama
+
+
+@pytest.fixture(scope="module")
+def llama_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(certs, tmp_path_factory.mktemp("logs") / "llama.log")  # the default backend
+    yield srv
+    srv.stop()
+
+
+def run_locally(code: str) -> str:
+    with tempfile.TemporaryDirectory() as scratch:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=scratch, timeout=60
+        )
+    return done.stdout
+
+
+async def test_llama_writes_code_that_really_runs(llama_server: Server) -> None:
+    config = types.LiveConnectConfig(
+        response_modalities=[types.Modality.TEXT],
+        tools=[{"code_execution": {}}],
+        temperature=0.0,
+        seed=7,
+        max_output_tokens=200,
+    )
+    async with llama_server.client().aio.live.connect(
+        model="gemini-live-2.5-flash-preview", config=config
+    ) as s:
+        turn = await ask(s, "Write Python code that prints the sum of the numbers from 1 to 100.")
+    kinds = turn.kinds()
+    assert "code" in kinds, turn.events
+    first = kinds.index("code")
+    assert kinds[first + 1] == "result"
+    assert kinds[-2:] == ["generation_complete", "turn_complete"]
+    # Every result is the real output of the code shown just before it.
+    codes, results = turn.of("code"), turn.of("result")
+    assert len(codes) == len(results)
+    for code, (outcome, output) in zip(codes, results, strict=True):
+        if outcome == types.Outcome.OUTCOME_OK:
+            assert output == run_locally(code)
+        else:
+            assert outcome == types.Outcome.OUTCOME_FAILED and "Traceback" in output
+    usage = turn.of("turn_complete")[0]
+    assert usage.prompt_token_count > 0 and usage.response_token_count > 0
+
+
+async def test_unknown_model_closes_1008(llama_server: Server) -> None:
+    from google.genai import errors
+
+    config = types.LiveConnectConfig(response_modalities=[types.Modality.TEXT])
+    with pytest.raises(errors.APIError) as closed:
+        async with llama_server.client().aio.live.connect(model="no-such-model", config=config) as s:
+            await ask(s, "hi")
+    assert closed.value.code == 1008
+    assert "models/no-such-model is not found" in str(closed.value)
+
+
+def test_models_lists_the_default(llama_server: Server) -> None:
+    import httpx
+
+    response = httpx.get(f"{llama_server.url}/v1beta/models", headers={"x-goog-api-key": "test-key"},
+                         verify=llama_server.ssl_context())  # fmt: skip
+    assert [m["name"] for m in response.json()["models"]] == ["models/smollm2-135m-instruct"]

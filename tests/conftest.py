@@ -28,7 +28,7 @@ class Server:
     proc: subprocess.Popen[str]
     url: str
     port: int
-    ca: Path
+    ca: Path | None
     log: Path
 
     @property
@@ -40,8 +40,8 @@ class Server:
             f"{self.ws_base}/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent"
         )
 
-    def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca))
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=str(self.ca)) if self.ca else None
 
     def client(self, api_key: str = API_KEY, api_version: str = "v1beta") -> genai.Client:
         return genai.Client(
@@ -61,8 +61,8 @@ class Server:
                 self.proc.wait()
 
 
-def start_server(certs: Path, log: Path, *args: str, env: dict[str, str] | None = None) -> Server:
-    """Starts `openlive serve --port 0` and waits for its `openlive listening on URL` line."""
+def start_server(certs: Path | None, log: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    """Starts `openlive serve --port 0` (TLS unless `certs` is None) and waits for its start line."""
     cmd = [
         OPENLIVE,
         "serve",
@@ -72,10 +72,7 @@ def start_server(certs: Path, log: Path, *args: str, env: dict[str, str] | None 
         "0",
         "--api-key",
         API_KEY,
-        "--tls-cert",
-        str(certs / "server.pem"),
-        "--tls-key",
-        str(certs / "server.key"),
+        *(["--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server.key")] if certs else []),
         *args,
     ]
     with log.open("w") as err:
@@ -93,7 +90,7 @@ def start_server(certs: Path, log: Path, *args: str, env: dict[str, str] | None 
         proc.kill()
         raise RuntimeError(f"unexpected start line {line!r}: {log.read_text()[-2000:]}")
     url = line.removeprefix("openlive listening on ")
-    return Server(proc, url, int(url.rsplit(":", 1)[1]), certs / "ca.pem", log)
+    return Server(proc, url, int(url.rsplit(":", 1)[1]), certs / "ca.pem" if certs else None, log)
 
 
 @pytest.fixture(scope="session")

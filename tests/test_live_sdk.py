@@ -211,3 +211,12 @@ async def test_code_runs_per_turn_are_capped(test_server: Server) -> None:
         turn = await ask(session, "do twelve runs")
     assert [output for _, output in turn.of("result")] == [f"{i}\n" for i in range(1, 11)]
     assert turn.text() == "last output 10"
+
+
+async def test_context_update_changes_tools_mid_session(server: Server) -> None:
+    async with server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        assert len((await ask(session, SEED_PROMPT)).of("code")) == 1
+        await session.send_context_update(tools=[])  # clears every tool
+        assert (await ask(session, SEED_PROMPT)).of("code") == []
+        await session.send_context_update(tools=[types.Tool(code_execution=types.ToolCodeExecution())])
+        assert len((await ask(session, SEED_PROMPT)).of("code")) == 1

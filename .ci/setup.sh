@@ -11,8 +11,8 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/pip install -q --upgrade pip
 fi
 case "$mode" in
-  run)  extras="llama" ;;
-  test) extras="llama,test" ;;
+  run)  extras="llama,sandbox-libs" ;;
+  test) extras="llama,sandbox-libs,test" ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 echo "openlive: installing .[$extras] (a first install compiles llama.cpp: about 10 minutes)" >&2

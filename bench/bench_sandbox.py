@@ -41,14 +41,11 @@ PLOT = (
 )
 IMPORTS = "import numpy, sympy, matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot\n"
 # The cold peer renders the figure itself, like the pool's runner does.
-COLD_CAPTURE = (
-    "import io, matplotlib.pyplot as _plt\n"
-    "for _n in _plt.get_fignums():\n    _b = io.BytesIO(); _plt.figure(_n).savefig(_b, format='png', dpi=100)\n"
-)
+SAVEFIG = "_b = _io.BytesIO(); _plt.figure(_n).savefig(_b, format='png', dpi=100)"
+COLD_CAPTURE = f"import io as _io, matplotlib.pyplot as _plt\nfor _n in _plt.get_fignums():\n    {SAVEFIG}\n"
 JUPYTER_CAPTURE = (
     "import io as _io, matplotlib.pyplot as _plt\nfrom IPython.display import display as _d, Image as _I\n"
-    "for _n in _plt.get_fignums():\n    _b = _io.BytesIO(); _plt.figure(_n).savefig(_b, format='png', dpi=100)\n"
-    "    _d(_I(data=_b.getvalue()))\n_plt.close('all')\n"
+    f"for _n in _plt.get_fignums():\n    {SAVEFIG}\n    _d(_I(data=_b.getvalue()))\n_plt.close('all')\n"
 )
 SECTION_START = "<!-- bench_sandbox:start -->"
 SECTION_END = "<!-- bench_sandbox:end -->"
@@ -60,7 +57,9 @@ def _stats(samples: list[float]) -> dict[str, float]:
     return {"n": len(ordered), "p50": statistics.median(ordered) * 1000, "p99": p99 * 1000}
 
 
-async def _timed(n: int, job: Callable[[], Awaitable[None]], between: Callable[[], Awaitable[None]]) -> list[float]:
+async def _timed(
+    n: int, job: Callable[[], Awaitable[None]], between: Callable[[], Awaitable[None]]
+) -> list[float]:
     samples = []
     for _ in range(n):
         await between()
@@ -206,7 +205,9 @@ def _write_section(text: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()

@@ -79,7 +79,15 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        """`ok` only while the sandbox runs with every isolation layer; 503 when it cannot run code."""
+        _, executor = running()
+        sandbox = executor.status()
+        status = {"ready": "ok", "degraded": "degraded"}.get(sandbox.state, "unavailable")
+        if status == "ok" and sandbox.isolation != "full":
+            status = "degraded"
+        body = {"status": status, "models": services.backends.names() if services else [],
+                "sandbox": sandbox.model_dump()}  # fmt: skip
+        return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
     @app.get("/", include_in_schema=False)
     async def console() -> FileResponse:

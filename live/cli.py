@@ -20,7 +20,7 @@ from live.backends.registry import Backends
 from live.backends.scripted import ScriptedBackend
 from live.certs import write_certs
 from live.config import Settings, load_settings
-from sandbox import SubprocessExecutor
+from sandbox import LocalPool
 
 
 def make_backends(settings: Settings) -> Backends:
@@ -45,7 +45,7 @@ def make_backends(settings: Settings) -> Backends:
 
 
 def make_services(settings: Settings) -> Services:
-    return Services(backends=make_backends(settings), executor=SubprocessExecutor())
+    return Services(backends=make_backends(settings), executor=LocalPool(settings.sandbox))
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -10,12 +10,13 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from live.backends.openai_compat import OpenAIUpstreamConfig
+from sandbox import PoolConfig
 
 MiB = 1024 * 1024
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="OPENLIVE_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="OPENLIVE_", env_nested_delimiter="__", extra="forbid")
 
     host: str = "127.0.0.1"
     port: int = 8443
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     max_code_attempts: int = 5  # failed executions per turn before the model must answer without code
     max_code_runs: int = 10  # executions per turn, failed or not
     max_code_output_chars: int = 256 * 1024
+    sandbox: PoolConfig = Field(default_factory=PoolConfig)  # TOML [sandbox]; env OPENLIVE_SANDBOX__SLOTS=4
     log_level: str = "info"
 
     @field_validator("api_keys", mode="before")

@@ -101,6 +101,7 @@ class Session:
             raise ProtocolError(1007, "Invalid request: the first message must be setup.")
         backend = self._backends.resolve(setup.model, self._api_version)
         conv = _conversation(setup)
+        conv.session = self.id
         engine = TurnEngine(backend, self._executor, self._limits.turn, self._emit, self._call_functions)
         await self._transport.send(
             dump_server_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id)))

@@ -63,6 +63,7 @@ class Conversation:
     """What a session knows: the model, its configuration and the history turns run against."""
 
     model: str
+    session: str = ""  # the sandbox queues fairly across sessions and caps each one's concurrent jobs
     history: list[Content] = field(default_factory=list)
     system_instruction: str | None = None
     functions: list[FunctionDeclaration] = field(default_factory=list)
@@ -186,6 +187,7 @@ class TurnEngine:
             files=_input_files(conv.history),
             deadline_s=self._limits.code_deadline_s,
             host_functions=[f.name for f in conv.functions],
+            session=conv.session,
         )
         result = await self._executor.run(job, self._host_call)
         blobs, notes = _inline_results(result)

@@ -4,7 +4,6 @@ from sandbox.config import LAYERS, Layer, PoolConfig
 from sandbox.models import DEFAULT_DEADLINE_S, Executor, File, HostCall, Job, Outcome, Result
 from sandbox.pool import LocalPool, SandboxUnavailable
 from sandbox.status import LayerStatus, PoolStatus
-from sandbox.subprocess_executor import SubprocessExecutor
 
 __all__ = [
     "DEFAULT_DEADLINE_S",
@@ -21,5 +20,4 @@ __all__ = [
     "PoolStatus",
     "Result",
     "SandboxUnavailable",
-    "SubprocessExecutor",
 ]

@@ -1,6 +1,6 @@
 """The server's side of one job: send it, answer host calls, collect capped output, turn it into a Result.
 
-Independent of how the job's process was made and confined: the executor hands over the channel socket,
+Independent of how the job's process was made and confined: the pool hands over the channel's streams,
 the read ends of stdout/stderr and a way to learn how the process ended, and kills the tree afterwards.
 """
 
@@ -274,6 +274,8 @@ async def converse(
         err.drain_now()
         note = f"[sandbox] deadline of {job.deadline_s:g} s exceeded"
         return result(Outcome.DEADLINE_EXCEEDED, _join(out.text(), err.text(), note))
+    except ValueError as e:  # the job itself is unusable (an input file name): the client's error
+        return result(Outcome.FAILED, f"[sandbox] {e}")
     except (frames.FrameError, ConnectionError) as e:
         out.drain_now()
         err.drain_now()

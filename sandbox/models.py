@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
+from sandbox.status import PoolStatus
+
 DEFAULT_DEADLINE_S = 30.0
 
 
@@ -59,3 +61,7 @@ class Executor(Protocol):
     async def close(self) -> None: ...
 
     async def run(self, job: Job, host_call: HostCall | None = None) -> Result: ...
+
+    def status(self) -> PoolStatus:
+        """Health for /healthz: isolation layers, capacity, load."""
+        ...

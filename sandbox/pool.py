@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections import Counter, deque
 from collections.abc import Coroutine
@@ -47,6 +48,7 @@ class LocalPool:
         self._busy: set[Runner] = set()
         self._queue: FairQueue[Runner] = FairQueue()
         self._session_running: Counter[str] = Counter()
+        self._anonymous = itertools.count()
         self._jobs_done = 0
         self._restarts = 0
         self._last_error: str | None = None
@@ -233,7 +235,9 @@ class LocalPool:
     async def run(self, job: Job, host_call: HostCall | None = None) -> Result:
         if self._state not in ("ready", "degraded"):
             raise SandboxUnavailable(f"the sandbox pool is {self._state}")
-        ticket = self._queue.push(job.session)
+        # A job without a session is its own session: no per-session cap, first come first served.
+        session = job.session or f"\0anonymous-{next(self._anonymous)}"
+        ticket = self._queue.push(session)
         self._dispatch()
         if not ticket.granted.done() and len(self._queue) > self.config.queue_limit:
             self._queue.remove(ticket)
@@ -251,11 +255,11 @@ class LocalPool:
         except asyncio.CancelledError:
             self._queue.remove(ticket)
             if ticket.granted.done() and not ticket.granted.exception():
-                self._release(ticket.granted.result(), job.session)
+                self._release(ticket.granted.result(), session)
             raise
-        return await self._run_on(runner, job, host_call)
+        return await self._run_on(runner, session, job, host_call)
 
-    async def _run_on(self, runner: Runner, job: Job, host_call: HostCall | None) -> Result:
+    async def _run_on(self, runner: Runner, session: str, job: Job, host_call: HostCall | None) -> Result:
         assert runner.reader is not None and runner.writer is not None
         stdout_fd, stderr_fd = runner.take_outputs()
 
@@ -270,7 +274,7 @@ class LocalPool:
             return result
         finally:
             self._jobs_done += 1
-            self._release(runner, job.session)
+            self._release(runner, session)
             if result is None or result.outcome != Outcome.OK:
                 # Killed, cancelled or failed: return only once its processes are gone.
                 with contextlib.suppress(TimeoutError):

@@ -19,7 +19,7 @@ class PoolStatus(BaseModel):
     state: State
     isolation: Literal["unknown", "full", "weak"]
     layers: dict[str, LayerStatus]
-    memory_bound_mb_per_job: int  # RLIMIT_AS x RLIMIT_NPROC: this host offers no memory cgroup to use
+    memory_bound_mb_per_job: int  # RLIMIT_AS x RLIMIT_NPROC (no memory cgroup is used)
     slots: int
     runners_ready: int
     running: int

@@ -16,7 +16,6 @@ import pytest
 
 from sandbox import LAYERS, Job, Layer, LocalPool, Outcome, PoolConfig, SandboxUnavailable
 
-
 LIBC = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
 
 

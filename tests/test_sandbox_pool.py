@@ -77,13 +77,25 @@ async def test_per_session_limit_lets_other_sessions_through(pool: LocalPool) ->
     second = asyncio.create_task(
         pool.run(Job(code="default_api.mark(who='a2')", host_functions=["mark"], session="a"), gate)
     )
-    other = await pool.run(Job(code="default_api.mark(who='b1')\nprint('b')", host_functions=["mark"], session="b"), gate)
+    other = await pool.run(
+        Job(code="default_api.mark(who='b1')\nprint('b')", host_functions=["mark"], session="b"), gate
+    )
     assert (other.outcome, other.output) == (Outcome.OK, "b\n")
     assert gate.calls == ["a1", "b1"]  # a2 waits for a1 although a slot is free: a is at its limit
     gate.open.set()
     assert (await first).output == "released\n"
     assert (await second).outcome == Outcome.OK
     assert gate.calls == ["a1", "b1", "a2"]
+
+
+async def test_jobs_without_a_session_are_not_capped_together(pool: LocalPool) -> None:
+    gates = [Gate(), Gate()]
+    held = [asyncio.create_task(pool.run(_held(), gate)) for gate in gates]
+    for gate in gates:  # per_session_limit is 1, yet both hold a slot at once
+        await gate.entered.wait()
+    for gate in gates:
+        gate.open.set()
+    assert [(await h).output for h in held] == ["released\n", "released\n"]
 
 
 async def test_full_queue_fails_fast(one_slot: LocalPool) -> None:
@@ -178,7 +190,10 @@ async def test_close_fails_queued_and_running_jobs() -> None:
     await p.close()
     r_running, r_queued = await running, await queued
     assert r_running.outcome == Outcome.FAILED
-    assert (r_queued.outcome, r_queued.output) == (Outcome.FAILED, "[sandbox] the sandbox pool is shutting down")
+    assert (r_queued.outcome, r_queued.output) == (
+        Outcome.FAILED,
+        "[sandbox] the sandbox pool is shutting down",
+    )
     assert p.status().state == "closed"
     with pytest.raises(RuntimeError):
         await p.run(Job(code="print(1)"))

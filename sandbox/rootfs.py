@@ -8,14 +8,14 @@ keeps Python importable after the uid drop, although it lives under a 0700 /root
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox import linux
 
-# Mount point of the skeleton inside the worker's private mount namespace (the host's /tmp is untouched).
-SKELETON = "/tmp"
 SCRATCH = "/scratch"  # the job's cwd
 WRITABLE = (SCRATCH, "/tmp", "/dev/shm")
 
@@ -25,6 +25,30 @@ _ETC = (
 )  # fmt: skip
 _DEVICES = ("null", "zero", "full", "random", "urandom")
 _RO = linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV
+
+
+def skeleton_dir(worker_pid: int) -> str:
+    """Where a worker mounts its skeleton, in its private mount namespace. A directory of its own, not
+    /tmp itself: mounting over /tmp would hide an interpreter that lives under /tmp (a CI checkout)."""
+    return f"/tmp/openlive-root-{worker_pid}"
+
+
+def remove_skeleton_dir(worker_pid: int) -> None:
+    """The host sees an empty directory; remove it once nothing of that worker runs any more."""
+    with contextlib.suppress(OSError):
+        os.rmdir(skeleton_dir(worker_pid))
+
+
+@dataclass
+class _Built:
+    """Set in the worker by build_skeleton; the runners forked from it inherit it."""
+
+    root: str = ""
+    # Interpreter paths under /tmp: each job's private /tmp covers them, so they are bound again on top.
+    tmp_binds: list[str] = field(default_factory=list)
+
+
+_built = _Built()
 
 
 def python_paths(exclude: Path | None) -> list[str]:
@@ -53,7 +77,9 @@ def _mountpoint(root: str, path: str, like: str) -> str:
 def build_skeleton(binds: list[str], uids: list[int]) -> None:
     """In the worker's own (already unshared) mount namespace: build and seal the skeleton."""
     linux.mount("none", "/", None, linux.MS_REC | linux.MS_PRIVATE)
-    root = SKELETON
+    root = _built.root = skeleton_dir(os.getpid())
+    os.makedirs(root, mode=0o755, exist_ok=True)
+    _built.tmp_binds = [p for p in binds if p.startswith("/tmp/")]
     linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "size=4m,mode=0755")
     for d in ("proc", "tmp", "dev/shm", "scratch", "etc", ".old", "root"):
         os.makedirs(f"{root}/{d}", mode=0o755, exist_ok=True)
@@ -88,10 +114,12 @@ def build_skeleton(binds: list[str], uids: list[int]) -> None:
 def enter_job_root(uid: int, scratch_mb: int, tmp_mb: int, shm_mb: int) -> None:
     """In the job's init (PID 1 of a fresh PID namespace): private writable mounts, then pivot into them."""
     linux.unshare(linux.CLONE_NEWNS)
-    root = SKELETON
+    root = _built.root
     flags = linux.MS_NOSUID | linux.MS_NODEV
     linux.mount("tmpfs", root + SCRATCH, "tmpfs", flags, f"size={scratch_mb}m,mode=0700,uid={uid},gid={uid}")
     linux.mount("tmpfs", root + "/tmp", "tmpfs", flags, f"size={tmp_mb}m,mode=1777")
+    for path in _built.tmp_binds:
+        _bind_ro(path, _mountpoint(root, path, path))
     linux.mount("tmpfs", root + "/dev/shm", "tmpfs", flags, f"size={shm_mb}m,mode=1777")
     linux.mount("proc", root + "/proc", "proc", flags | linux.MS_NOEXEC, "hidepid=2")
     os.chdir(root)

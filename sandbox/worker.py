@@ -10,7 +10,7 @@ import socket
 import sys
 from typing import Any
 
-from sandbox import frames
+from sandbox import frames, rootfs
 from sandbox.config import PoolConfig
 from sandbox.conversation import ExitStatus
 from sandbox.zygote import BOOT, SOURCE_ROOT
@@ -178,7 +178,9 @@ class Worker:
         if self._control is not None:
             self._control.close()
             self._control = None
-        if self._process is not None and self._process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._process.kill()
-            await self._process.wait()
+        if self._process is not None:
+            if self._process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._process.kill()
+                await self._process.wait()
+            rootfs.remove_skeleton_dir(self._process.pid)

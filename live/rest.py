@@ -46,6 +46,10 @@ def error(code: int, message: str) -> JSONResponse:
     return JSONResponse(body.model_dump(by_alias=True), status_code=code)
 
 
+def backend_error(exc: BackendError) -> JSONResponse:
+    return error(_HTTP_FOR_CLOSE.get(exc.code, 500), exc.reason)
+
+
 def _json(model: GenerateContentResponse | ModelList) -> Response:
     return Response(model.model_dump_json(by_alias=True, exclude_none=True), media_type="application/json")
 
@@ -111,24 +115,28 @@ def rest_router(
 
         return collector, run
 
-    async def parse(request: Request) -> GenerateContentRequest | JSONResponse:
+    async def prepare(request: Request, model: str) -> tuple[_Collector, Any] | JSONResponse:
+        """Authenticates, parses and routes a request; or the error response to send instead."""
         if not is_authorized(presented_credential(request.headers, request.query_params), api_keys):
             return error(403, UNREGISTERED_CALLER)
         try:
-            return GenerateContentRequest.model_validate_json(await request.body())
+            body = GenerateContentRequest.model_validate_json(await request.body())
+            return start_turn(request, model, body)
         except ValidationError as exc:
             return error(400, f"Invalid JSON payload received. {exc.errors()[0]['msg']}")
+        except BackendError as exc:
+            return backend_error(exc)
 
     @router.post("/{version}/models/{model}:generateContent", response_model=None)
     async def generate(request: Request, model: str) -> Response:
-        body = await parse(request)
-        if isinstance(body, JSONResponse):
-            return body
+        prepared = await prepare(request, model)
+        if isinstance(prepared, JSONResponse):
+            return prepared
+        collector, run = prepared
         try:
-            collector, run = start_turn(request, model, body)
             await run()
         except BackendError as exc:
-            return error(_HTTP_FOR_CLOSE.get(exc.code, 500), exc.reason)
+            return backend_error(exc)
         parts: list[Part] = []
         while (part := collector.parts.get_nowait()) is not None:
             parts.append(part)
@@ -140,13 +148,10 @@ def rest_router(
 
     @router.post("/{version}/models/{model}:streamGenerateContent", response_model=None)
     async def stream(request: Request, model: str) -> Response:
-        body = await parse(request)
-        if isinstance(body, JSONResponse):
-            return body
-        try:
-            collector, run = start_turn(request, model, body)
-        except BackendError as exc:
-            return error(_HTTP_FOR_CLOSE.get(exc.code, 500), exc.reason)
+        prepared = await prepare(request, model)
+        if isinstance(prepared, JSONResponse):
+            return prepared
+        collector, run = prepared
 
         async def events() -> AsyncIterator[str]:
             task = asyncio.ensure_future(run())

@@ -11,10 +11,14 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from google import genai
 from google.genai import types
+
+from live.backends.scripted import DEFAULT_SCRIPT
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -91,6 +95,16 @@ def start_server(certs: Path | None, log: Path, *args: str, env: dict[str, str] 
         raise RuntimeError(f"unexpected start line {line!r}: {log.read_text()[-2000:]}")
     url = line.removeprefix("openlive listening on ")
     return Server(proc, url, int(url.rsplit(":", 1)[1]), certs / "ca.pem" if certs else None, log)
+
+
+def start_demo_server(certs: Path, directory: Path, *rules: dict[str, Any]) -> Server:
+    """The scripted model with the bundled demo script, `rules` tried first."""
+    script = yaml.safe_load(DEFAULT_SCRIPT.read_text())
+    script["rules"][:0] = rules
+    (directory / "script.yaml").write_text(yaml.safe_dump(script))
+    return start_server(
+        certs, directory / "server.log", "--backend", "scripted", "--script", str(directory / "script.yaml")
+    )
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import API_KEY, OPENLIVE, REPO, Server, start_server
+from tests.conftest import API_KEY, OPENLIVE, Server, start_demo_server
 
 TIMEOUT_S = 30.0
 SLEEP_RULE = {
@@ -31,13 +30,7 @@ SLEEP_RULE = {
 @pytest.fixture(scope="module")
 def chat_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The bundled demo script plus a rule whose code never ends (something to interrupt)."""
-    script = yaml.safe_load((REPO / "live" / "data" / "demo_script.yaml").read_text())
-    script["rules"].insert(0, SLEEP_RULE)
-    directory = tmp_path_factory.mktemp("chat")
-    (directory / "script.yaml").write_text(yaml.safe_dump(script))
-    srv = start_server(
-        certs, directory / "server.log", "--backend", "scripted", "--script", str(directory / "script.yaml")
-    )
+    srv = start_demo_server(certs, tmp_path_factory.mktemp("chat"), SLEEP_RULE)
     yield srv
     srv.stop()
 
@@ -92,17 +85,15 @@ class Terminal:
         os.close(self.master)
 
 
+def chat_command(server: Server, key: str, *args: str) -> list[str]:
+    return [OPENLIVE, "chat", "--url", server.url, "--ca", str(server.ca), "--key", key, *args]
+
+
 def test_chat_streams_interrupts_and_quits(chat_server: Server, tmp_path: Path) -> None:
     plots = tmp_path / "plots"
     term = Terminal(
-        [
-            OPENLIVE,
-            "chat",
-            "--url",
-            chat_server.url,
-            "--ca",
-            str(chat_server.ca),
-            "--key",
+        chat_command(
+            chat_server,
             API_KEY,
             "--function",
             "get_weather",
@@ -110,7 +101,7 @@ def test_chat_streams_interrupts_and_quits(chat_server: Server, tmp_path: Path) 
             str(plots),
             "--color",
             "never",
-        ]
+        )
     )
     try:
         term.expect(r"tools: code execution, get_weather")
@@ -149,18 +140,7 @@ def test_chat_streams_interrupts_and_quits(chat_server: Server, tmp_path: Path) 
 
 def test_chat_reports_a_refused_key(chat_server: Server) -> None:
     result = subprocess.run(
-        [
-            OPENLIVE,
-            "chat",
-            "--url",
-            chat_server.url,
-            "--ca",
-            str(chat_server.ca),
-            "--key",
-            "wrong",
-            "--prompt",
-            "hi",
-        ],
+        chat_command(chat_server, "wrong", "--prompt", "hi"),
         capture_output=True,
         text=True,
         timeout=TIMEOUT_S,

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import websockets
-import yaml
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from protocol import (
@@ -33,7 +32,7 @@ from protocol import (
     dump_server_message,
     parse_client_message,
 )
-from tests.conftest import API_KEY, REPO, Server, start_server
+from tests.conftest import API_KEY, REPO, Server, start_demo_server
 
 CHROMIUM = os.environ.get("OPENLIVE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("OPENLIVE_ARTIFACTS", REPO / "test-artifacts"))
@@ -70,13 +69,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def console_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The bundled demo script plus one rule whose code returns a WAV file."""
-    script = yaml.safe_load((REPO / "live" / "data" / "demo_script.yaml").read_text())
-    script["rules"].insert(0, AUDIO_RULE)
-    directory = tmp_path_factory.mktemp("console")
-    (directory / "script.yaml").write_text(yaml.safe_dump(script))
-    srv = start_server(
-        certs, directory / "server.log", "--backend", "scripted", "--script", str(directory / "script.yaml")
-    )
+    srv = start_demo_server(certs, tmp_path_factory.mktemp("console"), AUDIO_RULE)
     yield srv
     srv.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import uuid
@@ -33,6 +34,19 @@ LIVE_PATH = re.compile(
 )
 
 
+def tune_gc() -> None:
+    """Keeps full garbage collections rare: each one stalls every session at once.
+
+    With the default young threshold (700 allocations) a busy server collects constantly, promotes
+    in-flight turn objects, and so triggers full scans of every session's history: at 1,000 sessions
+    they took 50-350 ms each, several a second (p99 first content 0.5 s). A high threshold lets turn
+    temporaries die by reference count first (p99 31 ms; `bench/bench_load.py`, BENCHMARKS.md).
+    """
+    gc.collect()
+    gc.freeze()  # what start-up loaded lives as long as the process: never scan it again
+    gc.set_threshold(50_000, 50, 100)
+
+
 @dataclass
 class Services:
     backends: Backends
@@ -51,6 +65,7 @@ def create_app(
         nonlocal services
         services = make_services(settings)
         await services.executor.start()
+        tune_gc()
         try:
             if on_ready is not None:
                 on_ready()

@@ -1,7 +1,8 @@
 """The openlive server: app, session, turn engine, model backends and the `openlive` command."""
 
-from live.app import Services, create_app
+from live.app import create_app
 from live.config import Settings, load_settings
+from live.services import Services
 from live.session import Session, SessionLimits
 from live.transport import Transport, TransportClosed
 from live.turns import Conversation, TurnEngine, TurnLimits

@@ -8,21 +8,19 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
 from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential
-from live.backends.registry import Backends
 from live.config import Settings
 from live.rest import rest_router
+from live.services import Services
 from live.session import Session, SessionLimits
 from live.transport import StarletteTransport
 from live.turns import TurnLimits
-from sandbox import Executor
 
 log = logging.getLogger("openlive.app")
 
@@ -45,12 +43,6 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()  # what start-up loaded lives as long as the process: never scan it again
     gc.set_threshold(50_000, 50, 100)
-
-
-@dataclass
-class Services:
-    backends: Backends
-    executor: Executor
 
 
 def create_app(
@@ -86,23 +78,28 @@ def create_app(
         ),
     )
 
-    def running() -> tuple[Backends, Executor]:
+    def running() -> Services:
         assert services is not None
-        return services.backends, services.executor
+        return services
 
     app.include_router(rest_router(settings.api_keys, limits.turn, running))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         """`ok` only while the sandbox runs with every isolation layer; 503 when it cannot run code."""
-        _, executor = running()
-        sandbox = executor.status()
+        sandbox = running().executor.status()
         status = {"ready": "ok", "degraded": "degraded"}.get(sandbox.state, "unavailable")
         if status == "ok" and sandbox.isolation != "full":
             status = "degraded"
         body = {"status": status, "models": services.backends.names() if services else [],
                 "sandbox": sandbox.model_dump()}  # fmt: skip
         return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        s = running()
+        text = s.metrics.render(s.executor.status(), s.backends.tokens_sampled())
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     @app.get("/", include_in_schema=False)
     async def console() -> FileResponse:
@@ -131,6 +128,7 @@ def create_app(
             limits,
             session_id=uuid.uuid4().hex,
             api_version=match["version"],
+            metrics=services.metrics,
         )
         await session.serve()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from live import logs
-from live.app import Services, create_app
+from live.app import create_app
 from live.backends.base import ModelBackend
 from live.backends.llama import LlamaBackend, LlamaConfig
 from live.backends.openai_compat import OpenAIBackend
@@ -20,6 +20,7 @@ from live.backends.registry import Backends
 from live.backends.scripted import ScriptedBackend
 from live.certs import write_certs
 from live.config import Settings, load_settings
+from live.services import Services
 from sandbox import LocalPool
 
 

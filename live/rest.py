@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential
 from live.backends.errors import BackendError
-from live.backends.registry import Backends
+from live.services import Services
 from live.turns import Conversation, FunctionCallsPending, TurnEngine, TurnLimits
 from protocol import (
     Candidate,
@@ -34,7 +34,6 @@ from protocol import (
     Part,
     ServerMessage,
 )
-from sandbox import Executor
 
 _STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 500: "INTERNAL"}
 _HTTP_FOR_CLOSE = {1007: 400, 1008: 404, 1011: 500}
@@ -90,14 +89,12 @@ def _merge_text(parts: list[Part]) -> list[Part]:
     return merged
 
 
-def rest_router(
-    api_keys: list[str], limits: TurnLimits, services: Callable[[], tuple[Backends, Executor]]
-) -> APIRouter:
+def rest_router(api_keys: list[str], limits: TurnLimits, services: Callable[[], Services]) -> APIRouter:
     router = APIRouter()
 
     def start_turn(request: Request, model: str, body: GenerateContentRequest) -> tuple[_Collector, Any]:
-        backends, executor = services()
-        backend = backends.resolve(model, request.path_params["version"])
+        running = services()
+        backend = running.backends.resolve(model, request.path_params["version"])
         conv = Conversation(
             model=model,
             history=list(body.contents),
@@ -106,7 +103,9 @@ def rest_router(
         )
         conv.set_tools(body.tools or [])
         collector = _Collector()
-        engine = TurnEngine(backend, executor, limits, collector.emit, collector.call_functions)
+        engine = TurnEngine(
+            backend, running.executor, limits, collector.emit, collector.call_functions, running.metrics
+        )
 
         async def run() -> None:
             with contextlib.suppress(FunctionCallsPending):
@@ -178,10 +177,9 @@ def rest_router(
     async def models(request: Request) -> Response:
         if not is_authorized(presented_credential(request.headers, request.query_params), api_keys):
             return error(403, UNREGISTERED_CALLER)
-        backends, _ = services()
         return _json(ModelList(models=[
             ModelInfo(name=f"models/{n}", display_name=n, supported_generation_methods=_METHODS)
-            for n in backends.names()
+            for n in services().backends.names()
         ]))  # fmt: skip
 
     return router

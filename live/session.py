@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
+from live.metrics import Metrics
 from live.transport import Transport, TransportClosed
 from live.turns import Conversation, TurnEngine, TurnLimits
 from protocol import (
@@ -59,8 +60,10 @@ class Session:
         limits: SessionLimits,
         session_id: str,
         api_version: str = "v1beta",
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = session_id
+        self._metrics = metrics or Metrics()
         self._transport = transport
         self._backends = backends
         self._executor = executor
@@ -78,11 +81,22 @@ class Session:
             conv, engine = await self._handshake()
         except (ProtocolError, BackendError) as exc:
             self._log.info("setup rejected code=%d reason=%r", exc.code, exc.reason)
+            self._metrics.closes[exc.code] += 1
             await self._transport.close(exc.code, exc.reason)
             return
         except (TransportClosed, TimeoutError):
+            self._metrics.closes[1008] += 1
             await self._transport.close(1008, "No setup message received.")
             return
+        self._metrics.sessions_total += 1
+        self._metrics.sessions_active += 1
+        try:
+            await self._run(conv, engine)
+        finally:
+            self._metrics.sessions_active -= 1
+        self._log.info("session ended")
+
+    async def _run(self, conv: Conversation, engine: TurnEngine) -> None:
         async with asyncio.TaskGroup() as tg:
             writer = tg.create_task(self._write())
             try:
@@ -91,7 +105,6 @@ class Session:
                 await self._cancel_turn()
                 if not self._closing:
                     writer.cancel()
-        self._log.info("session ended")
 
     async def _handshake(self) -> tuple[Conversation, TurnEngine]:
         raw = await asyncio.wait_for(self._transport.recv(), self._limits.setup_timeout_s)
@@ -102,7 +115,9 @@ class Session:
         backend = self._backends.resolve(setup.model, self._api_version)
         conv = _conversation(setup)
         conv.session = self.id
-        engine = TurnEngine(backend, self._executor, self._limits.turn, self._emit, self._call_functions)
+        engine = TurnEngine(
+            backend, self._executor, self._limits.turn, self._emit, self._call_functions, self._metrics
+        )
         await self._transport.send(
             dump_server_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id)))
         )
@@ -178,6 +193,7 @@ class Session:
                 future.set_result(fr)
 
     def _start_turn(self, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup) -> None:
+        self._metrics.turns_total += 1
         self._turn = tg.create_task(self._run_turn(conv, engine))
 
     async def _run_turn(self, conv: Conversation, engine: TurnEngine) -> None:
@@ -195,6 +211,7 @@ class Session:
         if self._turn is None or self._turn.done():
             return
         await self._cancel_turn()
+        self._metrics.interruptions_total += 1
         await self._emit(ServerMessage(server_content=ServerContent(interrupted=True)))
         await self._emit(ServerMessage(server_content=ServerContent(turn_complete=True)))
 
@@ -228,6 +245,7 @@ class Session:
         """Closes after what is already queued has been sent."""
         if not self._closing:
             self._closing = True
+            self._metrics.closes[code] += 1
             self._out.put_nowait(_Close(code, reason))
 
     async def _write(self) -> None:

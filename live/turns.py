@@ -24,6 +24,7 @@ from live.backends.base import (
     TextDelta,
     Usage,
 )
+from live.metrics import Metrics
 from protocol import (
     Blob,
     CodeExecutionResult,
@@ -120,7 +121,9 @@ class TurnEngine:
         limits: TurnLimits,
         emit: Emit,
         call_functions: CallFunctions,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._backend = backend
         self._executor = executor
         self._limits = limits
@@ -147,6 +150,7 @@ class TurnEngine:
                 action = await self._read_step(conv, events, tokens)
             if isinstance(action, CodeCall) and request.code_execution:
                 result = await self._run_code(conv, action.code)
+                self._metrics.code_runs[result.outcome.value] += 1
                 runs += 1
                 failed_runs += result.outcome != Outcome.OK
             elif isinstance(action, FunctionCalls):
@@ -157,6 +161,7 @@ class TurnEngine:
                 conv.history.append(Content(role="user", parts=answers))
             else:
                 break
+        self._metrics.response_tokens_total += tokens.response
         await self._emit(ServerMessage(server_content=ServerContent(generation_complete=True)))
         await self._emit(
             ServerMessage(server_content=ServerContent(turn_complete=True), usage_metadata=tokens.metadata())

@@ -83,3 +83,16 @@ async def ask(session: live.AsyncSession, text: str) -> Turn:
 def is_png(data: bytes | str) -> bool:
     raw = data if isinstance(data, bytes) else base64.b64decode(data)
     return raw.startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def scrape(url: str, ssl_context: Any) -> dict[str, float]:
+    """`GET /metrics` as {"name{labels}": value}."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", verify=ssl_context).text
+    return {
+        key: float(value)
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+        for key, value in [line.rsplit(" ", 1)]
+    }

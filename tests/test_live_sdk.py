@@ -10,7 +10,7 @@ from google.genai import types
 
 from live.backends.scripted import DEFAULT_SCRIPT
 from tests.conftest import Server
-from tests.live_helpers import SEED_PROMPT, ask, is_png, receive_turn, text_config
+from tests.live_helpers import SEED_PROMPT, ask, is_png, receive_turn, scrape, text_config
 
 MODEL = "gemini-live-2.5-flash-preview"
 
@@ -220,3 +220,22 @@ async def test_context_update_changes_tools_mid_session(server: Server) -> None:
         assert (await ask(session, SEED_PROMPT)).of("code") == []
         await session.send_context_update(tools=[types.Tool(code_execution=types.ToolCodeExecution())])
         assert len((await ask(session, SEED_PROMPT)).of("code")) == 1
+
+
+async def test_metrics_count_sessions_turns_code_and_closes(server: Server) -> None:
+    before = scrape(server.url, server.ssl_context())
+    async with server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        await ask(session, SEED_PROMPT)
+        await ask(session, "show me code that will fail")
+        during = scrape(server.url, server.ssl_context())
+    after = scrape(server.url, server.ssl_context())
+
+    def delta(key: str, at: dict[str, float] = after) -> float:
+        return at.get(key, 0) - before.get(key, 0)
+
+    assert delta("openlive_sessions_total") == 1 and delta("openlive_turns_total") == 2
+    assert delta("openlive_sessions_active", during) == 1
+    assert delta('openlive_code_runs_total{outcome="OUTCOME_OK"}') == 1
+    assert delta('openlive_code_runs_total{outcome="OUTCOME_FAILED"}') == 5
+    assert delta("openlive_sandbox_jobs_total") == 6
+    assert after["openlive_sandbox_slots"] >= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import tempfile
@@ -12,7 +13,7 @@ import pytest
 from google.genai import types
 
 from tests.conftest import Server, start_server
-from tests.live_helpers import ask
+from tests.live_helpers import ask, receive_turn, scrape
 
 pytestmark = pytest.mark.llama
 
@@ -78,3 +79,28 @@ def test_models_lists_the_default(llama_server: Server) -> None:
     response = httpx.get(f"{llama_server.url}/v1beta/models", headers={"x-goog-api-key": "test-key"},
                          verify=llama_server.ssl_context())  # fmt: skip
     assert [m["name"] for m in response.json()["models"]] == ["models/smollm2-135m-instruct"]
+
+
+async def test_interruption_stops_generation(llama_server: Server) -> None:
+    """After `interrupted` arrives, the embedded model samples no more tokens (measured over 200 ms)."""
+    key = 'openlive_model_tokens_sampled_total{model="smollm2-135m-instruct"}'
+    config = types.LiveConnectConfig(response_modalities=[types.Modality.TEXT], max_output_tokens=1000)
+    async with llama_server.client().aio.live.connect(
+        model="gemini-live-2.5-flash-preview", config=config
+    ) as s:
+        start = scrape(llama_server.url, llama_server.ssl_context())[key]
+        prompt = "Write a very long story about a dragon, with many chapters."
+        await s.send_client_content(turns=types.Content(role="user", parts=[types.Part(text=prompt)]))
+        async for msg in s.receive():
+            if msg.text:
+                break  # the model is generating
+        # New content (not completing a turn) interrupts without starting another generation.
+        await s.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="stop")]),
+                                    turn_complete=False)  # fmt: skip
+        turn = await receive_turn(s)
+        assert "interrupted" in turn.kinds()
+        at_ack = scrape(llama_server.url, llama_server.ssl_context())[key]
+        await asyncio.sleep(0.2)  # a measurement window, not synchronisation
+        later = scrape(llama_server.url, llama_server.ssl_context())[key]
+    assert later == at_ack
+    assert 0 < at_ack - start < 1000  # it was generating, and stopped well before its limit

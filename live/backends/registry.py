@@ -31,6 +31,14 @@ class Backends:
     def names(self) -> list[str]:
         return list(self._by_name)
 
+    def tokens_sampled(self) -> dict[str, int]:
+        """Live token counters of the backends that keep one (embedded models), by model name."""
+        return {
+            name: count
+            for name, backend in self._by_name.items()
+            if isinstance(count := getattr(backend, "tokens_generated", None), int)
+        }
+
     def resolve(self, model: str, api_version: str = "v1beta") -> ModelBackend:
         name = model_id(model)
         backend = self._by_name.get(name)

@@ -45,3 +45,13 @@ def test_routing_by_name_alias_and_not_found() -> None:
     assert missing.value.code == 1008
     assert missing.value.reason.startswith("models/nope is not found for API version v1alpha")
     assert len(missing.value.reason.encode()) <= 123
+
+
+def test_sandbox_settings_from_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = tmp_path / "openlive.toml"
+    toml.write_text("[sandbox]\nslots = 3\nallow_weak_isolation = true\n")
+    assert load_settings({}, toml).sandbox.slots == 3
+    monkeypatch.setenv("OPENLIVE_SANDBOX__SLOTS", "4")
+    settings = load_settings({}, toml)
+    assert settings.sandbox.slots == 4
+    assert settings.sandbox.allow_weak_isolation  # the file still counts for what the environment leaves

@@ -1,0 +1,100 @@
+"""Whatever JSON a client sends, the parser answers with a message or a clean 1007, and a real server
+stays up and keeps serving."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from protocol import ClientMessage, ProtocolError, parse_client_message
+from tests.conftest import API_KEY, Server
+from tests.live_helpers import SEED_PROMPT, ask, text_config
+
+# Real field names, in both casings, so generated messages get deep into the models.
+NAMES = [
+    "setup", "clientContent", "client_content", "realtimeInput", "realtime_input", "toolResponse",
+    "tool_response", "contextUpdate", "turns", "turnComplete", "turn_complete", "parts", "role", "text",
+    "inlineData", "inline_data", "data", "mimeType", "mime_type", "functionResponses", "id", "name",
+    "response", "scheduling", "willContinue", "audio", "video", "mediaChunks", "activityStart",
+    "audioStreamEnd", "executableCode", "code", "functionCall", "args", "model", "tools",
+    "functionDeclarations", "codeExecution", "systemInstruction", "generationConfig", "topK", "seed",
+]  # fmt: skip
+scalars = st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text()
+keys = st.sampled_from(NAMES) | st.text(max_size=8)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=5),
+    max_leaves=25,
+)
+messages = st.dictionaries(st.sampled_from(NAMES[:9]) | keys, json_values, min_size=0, max_size=2)
+# One real top-level key over real field names: most of these parse, so they reach the session.
+session_messages = st.builds(
+    lambda key, value: {key: value},
+    st.sampled_from(NAMES[1:9]),
+    st.dictionaries(st.sampled_from(NAMES), json_values, max_size=4),
+)
+
+
+def check(raw: str | bytes) -> ClientMessage | None:
+    try:
+        return parse_client_message(raw)
+    except ProtocolError as exc:
+        assert exc.code == 1007
+        assert 0 < len(exc.reason.encode()) <= 123 and "Traceback" not in exc.reason
+        return None
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(messages)
+def test_any_json_object_parses_or_is_rejected_cleanly(message: dict[str, Any]) -> None:
+    check(json.dumps(message))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64) | st.text(max_size=64))
+def test_any_bytes_parse_or_are_rejected_cleanly(raw: bytes | str) -> None:
+    check(raw)
+
+
+PROBE = json.dumps({"clientContent": {"turns": [{"parts": [{"text": "hello"}]}], "turnComplete": True}})
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(session_messages)
+def test_a_server_survives_random_valid_messages(server: Server, message: dict[str, Any]) -> None:
+    """After a real setup, a random message that parses, then a probe turn: the probe is answered, or the
+    session is closed cleanly (1007/1008) - never an internal error, and the server stays up."""
+    raw = json.dumps(message)
+    parsed = check(raw)
+    assume(parsed is not None and parsed.setup is None)
+    with connect(server.live_url(), ssl=server.ssl_context(), additional_headers={"x-goog-api-key": API_KEY},
+                 open_timeout=30) as ws:  # fmt: skip
+        ws.send(json.dumps({"setup": {"model": "models/m", "tools": [{"codeExecution": {}}]}}))
+        ws.recv(timeout=30)
+        ws.send(raw)
+        ws.send(PROBE)
+        try:
+            while True:
+                reply = json.loads(ws.recv(timeout=60))
+                content = reply.get("serverContent", {})
+                texts = "".join(p.get("text", "") for p in content.get("modelTurn", {}).get("parts", []))
+                if "scripted demo model" in texts:
+                    break
+        except ConnectionClosed:
+            assert ws.close_code in (1007, 1008), (ws.close_code, ws.close_reason, raw)
+    assert server.proc.poll() is None
+
+
+async def test_the_server_still_serves_after_the_fuzzing(server: Server) -> None:
+    async with server.client().aio.live.connect(model="m", config=text_config()) as session:
+        assert (await ask(session, SEED_PROMPT)).of("result")[0][1].strip() == "5117"

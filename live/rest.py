@@ -97,10 +97,10 @@ def rest_router(api_keys: list[str], limits: TurnLimits, services: Callable[[], 
         backend = running.backends.resolve(model, request.path_params["version"])
         conv = Conversation(
             model=model,
-            history=list(body.contents),
             system_instruction=body.system_instruction.text() if body.system_instruction else None,
             generation=body.generation_config,
         )
+        conv.add(body.contents)
         conv.set_tools(body.tools or [])
         collector = _Collector()
         engine = TurnEngine(

@@ -172,7 +172,7 @@ class Session:
         self, content: ClientContent, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup
     ) -> None:
         await self._interrupt()
-        conv.history.extend(content.turns)
+        conv.add(content.turns)
         if content.turn_complete:
             self._start_turn(conv, engine, tg)
 
@@ -181,7 +181,7 @@ class Session:
     ) -> None:
         if rt.text:
             await self._interrupt()
-            conv.history.append(Content(role="user", parts=[Part(text=rt.text)]))
+            conv.add([Content(role="user", parts=[Part(text=rt.text)])])
             self._start_turn(conv, engine, tg)
 
     def _on_tool_response(self, response: ToolResponse) -> None:

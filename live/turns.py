@@ -10,7 +10,7 @@ import contextlib
 import logging
 import mimetypes
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,17 @@ class Conversation:
     functions: list[FunctionDeclaration] = field(default_factory=list)
     code_execution: bool = False
     generation: GenerationConfig | None = None
+
+    def add(self, contents: list[Content]) -> None:
+        """Appends client turns, naming unnamed attachments `input_file_N.ext`, the name under which the
+        code finds them in its working directory, so the model and the sandbox agree on it."""
+        count = sum(1 for _ in _attachments(self.history))
+        self.history.extend(contents)
+        for blob in _attachments(contents):
+            if not blob.display_name:
+                extension = mimetypes.guess_extension(blob.mime_type or "") or ""
+                blob.display_name = f"input_file_{count}{extension}"
+            count += 1
 
     def set_tools(self, tools: list[Tool]) -> None:
         """Client functions and the code-execution tool; other Gemini tools are not offered."""
@@ -231,19 +242,24 @@ def _cap(text: str, limit: int) -> str:
     return text[:limit] + f"\n[output truncated: {len(text) - limit} more characters]\n"
 
 
+def _attachments(contents: list[Content]) -> Iterator[Blob]:
+    """Inline data the user attached, other than audio and video (which are media, not files)."""
+    for content in contents:
+        if content.role in (None, "user"):
+            for part in content.parts:
+                blob = part.inline_data
+                if blob is not None and not (blob.mime_type or "").startswith(_MEDIA_PREFIXES):
+                    yield blob
+
+
 def _input_files(history: list[Content]) -> list[File]:
-    """Files the user attached (inline data other than audio/video) are placed in the job's scratch dir."""
-    files: dict[str, File] = {}
-    for content in history:
-        if content.role not in (None, "user"):
-            continue
-        for part in content.parts:
-            blob = part.inline_data
-            if blob is None or blob.data is None or (blob.mime_type or "").startswith(_MEDIA_PREFIXES):
-                continue
-            mime = blob.mime_type or "application/octet-stream"
-            name = blob.display_name or f"input_file_{len(files)}{mimetypes.guess_extension(mime) or ''}"
-            files[name] = File(name=name, data=blob.data, mime_type=mime)
+    """Files the user attached are placed in the job's scratch dir (a later one wins a name)."""
+    mime = "application/octet-stream"
+    files = {
+        b.display_name: File(name=b.display_name, data=b.data, mime_type=b.mime_type or mime)
+        for b in _attachments(history)
+        if b.display_name
+    }
     return list(files.values())
 
 

@@ -165,3 +165,19 @@ def test_sampling_uses_openai_names_and_skips_unset() -> None:
     generation = GenerationConfig(temperature=0.0, top_k=40.0, max_output_tokens=64, seed=7)
     assert sampling(generation) == {"temperature": 0.0, "top_k": 40, "max_tokens": 64, "seed": 7}
     assert sampling(None) == {}
+
+
+def test_attachments_are_named_for_the_model_as_the_sandbox_names_them() -> None:
+    from live.turns import Conversation
+    from protocol import Blob
+
+    conv = Conversation(model="m")
+    conv.add([Content(role="user", parts=[
+        Part(inline_data=Blob(mime_type="text/csv", data=b"a,b\n1,2\n")), Part(text="total of b?"),
+    ])])  # fmt: skip
+    chat = to_chat(ModelRequest(model="m", history=conv.history, code_execution=True), "tools")
+    user = next(m for m in chat.messages if m["role"] == "user")
+    assert (
+        "[attached input_file_0.csv, in the working directory of your code: text/csv, 8 bytes]"
+        in user["content"]
+    )

@@ -239,3 +239,19 @@ async def test_metrics_count_sessions_turns_code_and_closes(server: Server) -> N
     assert delta('openlive_code_runs_total{outcome="OUTCOME_FAILED"}') == 5
     assert delta("openlive_sandbox_jobs_total") == 6
     assert after["openlive_sandbox_slots"] >= 1
+
+
+async def test_unnamed_attachments_get_the_names_the_model_is_told(test_server: Server) -> None:
+    png = b"\x89PNG\r\n\x1a\n"
+    csv = b"name,qty\nfigs,5\ndates,6\n"
+    async with test_server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        await session.send_client_content(turns=types.Content(role="user", parts=[
+            types.Part(inline_data=types.Blob(data=png, mime_type="image/png")),
+            types.Part(inline_data=types.Blob(data=b"\0\0", mime_type="audio/pcm;rate=16000")),  # media
+            types.Part(inline_data=types.Blob(data=csv, mime_type="text/csv")),
+            types.Part(text="sum the unnamed csv"),
+        ]))  # fmt: skip
+        turn = await receive_turn(session)
+    assert turn.of("result") == [
+        (types.Outcome.OUTCOME_OK, "['input_file_0.png', 'input_file_1.csv']\n11\n")
+    ]

@@ -189,8 +189,9 @@ class _Messages:
             self._result(response.name, text, response.id)
         elif part.inline_data is not None:
             blob = part.inline_data
-            name = f" {blob.display_name}" if blob.display_name else ""
-            self._note(role, f"[attached{name}: {blob.mime_type or 'data'}, {len(blob.data)} bytes]")
+            name = blob.display_name
+            where = f" {name}, in the working directory of your code" if name else ""
+            self._note(role, f"[attached{where}: {blob.mime_type or 'data'}, {len(blob.data)} bytes]")
         elif part.file_data is not None:
             self._note(role, f"[attached file: {part.file_data.file_uri}]")
 

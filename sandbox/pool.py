@@ -15,7 +15,7 @@ from collections import Counter, deque
 from collections.abc import Coroutine
 from typing import Any
 
-from sandbox import uids
+from sandbox import rootfs, uids
 from sandbox.config import PoolConfig
 from sandbox.conversation import ExitStatus, converse
 from sandbox.fair_queue import FairQueue
@@ -51,6 +51,7 @@ class LocalPool:
         self._anonymous = itertools.count()
         self._jobs_done = 0
         self._restarts = 0
+        self._crashed_workers: list[int] = []  # their skeleton dirs can go once their runners are gone
         self._last_error: str | None = None
         self._started: asyncio.Future[None] | None = None
         self._uid_base: int | None = None  # claimed in start, released in close
@@ -103,6 +104,9 @@ class LocalPool:
             self._tasks = None
         if self._worker is not None:
             await self._worker.stop()
+        for pid in self._crashed_workers:
+            rootfs.remove_skeleton_dir(pid)
+        self._crashed_workers.clear()
         if self._uid_base is not None:
             uids.release(self._uid_base)
             self._uid_base = None
@@ -146,6 +150,8 @@ class LocalPool:
         while True:
             assert self._worker is not None
             code = await self._worker.wait()
+            if self._worker.pid is not None:
+                self._crashed_workers.append(self._worker.pid)
             self._worker_up.clear()
             self._state = "degraded"
             self._last_error = f"sandbox worker exited with {code}; restarting"

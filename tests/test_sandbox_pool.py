@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sandbox import Job, LocalPool, Outcome, PoolConfig
+from sandbox import Job, LocalPool, Outcome, PoolConfig, rootfs
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +175,12 @@ async def test_worker_is_replaced_when_it_dies() -> None:
         assert (status.state, status.worker_restarts) == ("ready", 1)
         assert status.worker_pid not in (None, old)
         assert (await p.run(Job(code="print(2)"))).output == "2\n"
+        new = status.worker_pid
     finally:
         await p.close()
+    # Both workers' skeleton mount points are gone from the host once the pool is closed.
+    for pid in (old, new):
+        assert not await asyncio.to_thread(os.path.exists, rootfs.skeleton_dir(pid))
 
 
 async def test_close_fails_queued_and_running_jobs() -> None:

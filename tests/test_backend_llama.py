@@ -154,7 +154,8 @@ async def test_close_ends_running_and_queued_streams() -> None:
     running = model.stream(LONG)
     assert isinstance(await anext(running), TextDelta)
     queued = asyncio.create_task(collect(model.stream(LONG)))  # waits for the single worker
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # one loop step: the task submits its generation and waits behind the running one
+    assert not queued.done()
     await asyncio.wait_for(model.close(), 10)
     with pytest.raises(BackendError) as caught:
         async for _ in running:

@@ -18,6 +18,7 @@ from protocol import (
     ContextUpdate,
     FunctionCall,
     FunctionResponse,
+    MessageTooLarge,
     Part,
     ProtocolError,
     RealtimeInput,
@@ -256,7 +257,14 @@ class Session:
                 await self._transport.close(item.code, item.reason)
                 return
             try:
-                await self._transport.send(dump_server_message(item))
+                data = dump_server_message(item)
+            except MessageTooLarge as exc:  # a bug of ours, never the client's: say so and stop
+                self._log.error("server message too large: %s", exc)
+                self._closing = True
+                await self._transport.close(1011, INTERNAL_ERROR)
+                return
+            try:
+                await self._transport.send(data)
             except TransportClosed:
                 return
 

@@ -56,6 +56,9 @@ class FunctionCallsPending(Exception):
 # Inline data larger than this cannot travel in one server message (base64 grows it by 4/3; the SDK
 # aborts on messages over 1 MiB), so it is reported in the result text instead.
 MAX_INLINE_BYTES = 700 * 1024
+# Text can be split anywhere, so a long delta goes out in pieces: at most 4 bytes a character and JSON
+# escapes of up to 6 bytes (\uXXXX) keep each message under 1 MiB.
+MAX_TEXT_CHARS = 128 * 1024
 _MEDIA_PREFIXES = ("audio/", "video/")
 
 
@@ -185,7 +188,9 @@ class TurnEngine:
         async for event in events:
             if isinstance(event, TextDelta) and event.text:
                 _append_text(conv, event.text)
-                await self._emit(model_message(Part(text=event.text)))
+                for start in range(0, len(event.text), MAX_TEXT_CHARS):
+                    piece = event.text[start : start + MAX_TEXT_CHARS]
+                    await self._emit(model_message(Part(text=piece)))
             elif isinstance(event, Usage):
                 tokens.add(event)
             elif isinstance(event, CodeCall | FunctionCalls):

@@ -6,6 +6,7 @@ import asyncio
 import io
 
 import matplotlib.image
+import pytest
 from google.genai import types
 
 from live.backends.scripted import DEFAULT_SCRIPT
@@ -255,3 +256,26 @@ async def test_unnamed_attachments_get_the_names_the_model_is_told(test_server: 
     assert turn.of("result") == [
         (types.Outcome.OUTCOME_OK, "['input_file_0.png', 'input_file_1.csv']\n11\n")
     ]
+
+
+async def test_long_text_is_split_under_the_message_limit(test_server: Server) -> None:
+    """2 MB of text without a space (here echoed back) reaches the SDK, whose frames are capped at 1 MiB."""
+    word = "x" * (2 * 1024 * 1024)
+    async with test_server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        turn = await ask(session, f"echo {word}")
+        assert turn.text() == f"echo: {word}"
+        assert len(turn.of("text")) >= 3
+        assert (await ask(session, "echo still here")).text() == "echo: still here"
+
+
+async def test_a_message_over_the_limit_closes_1011_not_abnormally(test_server: Server) -> None:
+    """2 MB of model-written code cannot travel (code is not split): a clean 1011; the server serves on."""
+    from google.genai import errors
+
+    word = "y" * (2 * 1024 * 1024)
+    with pytest.raises(errors.APIError) as closed:
+        async with test_server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+            await ask(session, f"count the characters of {word}")
+    assert closed.value.code == 1011 and "Internal error" in str(closed.value)
+    async with test_server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+        assert (await ask(session, "echo fine")).text() == "echo: fine"

@@ -82,7 +82,7 @@ def create_app(
         assert services is not None
         return services
 
-    app.include_router(rest_router(settings.api_keys, limits.turn, running))
+    app.include_router(rest_router(settings.api_keys, limits, running))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential
 from live.backends.errors import BackendError
 from live.services import Services
-from live.turns import Conversation, FunctionCallsPending, TurnEngine, TurnLimits
+from live.session import SessionLimits
+from live.turns import Conversation, FunctionCallsPending, TurnEngine
 from protocol import (
     Candidate,
     Content,
@@ -89,7 +90,7 @@ def _merge_text(parts: list[Part]) -> list[Part]:
     return merged
 
 
-def rest_router(api_keys: list[str], limits: TurnLimits, services: Callable[[], Services]) -> APIRouter:
+def rest_router(api_keys: list[str], limits: SessionLimits, services: Callable[[], Services]) -> APIRouter:
     router = APIRouter()
 
     def start_turn(request: Request, model: str, body: GenerateContentRequest) -> tuple[_Collector, Any]:
@@ -104,7 +105,7 @@ def rest_router(api_keys: list[str], limits: TurnLimits, services: Callable[[], 
         conv.set_tools(body.tools or [])
         collector = _Collector()
         engine = TurnEngine(
-            backend, running.executor, limits, collector.emit, collector.call_functions, running.metrics
+            backend, running.executor, limits.turn, collector.emit, collector.call_functions, running.metrics
         )
 
         async def run() -> None:
@@ -119,7 +120,14 @@ def rest_router(api_keys: list[str], limits: TurnLimits, services: Callable[[], 
         if not is_authorized(presented_credential(request.headers, request.query_params), api_keys):
             return error(403, UNREGISTERED_CALLER)
         try:
-            body = GenerateContentRequest.model_validate_json(await request.body())
+            raw = bytearray()
+            async for chunk in request.stream():  # stop reading at the limit, whatever Content-Length says
+                raw += chunk
+                if len(raw) > limits.max_message_bytes:
+                    return error(
+                        400, f"Request payload size exceeds the limit: {limits.max_message_bytes} bytes."
+                    )
+            body = GenerateContentRequest.model_validate_json(raw)
             return start_turn(request, model, body)
         except ValidationError as exc:
             return error(400, f"Invalid JSON payload received. {exc.errors()[0]['msg']}")

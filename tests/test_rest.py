@@ -83,6 +83,15 @@ def test_bad_key_and_bad_body(server: Server) -> None:
     assert response.status_code == 400 and response.json()["error"]["status"] == "INVALID_ARGUMENT"
 
 
+def test_oversize_body_is_refused(server: Server) -> None:
+    big = b'{"contents": [{"parts": [{"text": "' + b"z" * (16 * 1024 * 1024) + b'"}]}]}'
+    url = f"{server.url}/v1beta/models/m:generateContent"
+    headers = {"x-goog-api-key": API_KEY}
+    response = httpx.post(url, content=big, headers=headers, verify=server.ssl_context(), timeout=60)
+    assert response.status_code == 400
+    assert "exceeds the limit" in response.json()["error"]["message"]
+
+
 def test_model_list(server: Server) -> None:
     client = sync_client(server)
     names = [m.name for m in client.models.list()]

@@ -60,11 +60,11 @@ class Session:
         executor: Executor,
         limits: SessionLimits,
         session_id: str,
+        metrics: Metrics,
         api_version: str = "v1beta",
-        metrics: Metrics | None = None,
     ) -> None:
         self.id = session_id
-        self._metrics = metrics or Metrics()
+        self._metrics = metrics
         self._transport = transport
         self._backends = backends
         self._executor = executor

@@ -135,9 +135,9 @@ class TurnEngine:
         limits: TurnLimits,
         emit: Emit,
         call_functions: CallFunctions,
-        metrics: Metrics | None = None,
+        metrics: Metrics,
     ) -> None:
-        self._metrics = metrics or Metrics()
+        self._metrics = metrics
         self._backend = backend
         self._executor = executor
         self._limits = limits
@@ -272,12 +272,13 @@ def _inline_results(result: Result) -> tuple[list[Blob], str]:
     """Figures and written files as inline data, and a note for any too large to send."""
     blobs: list[Blob] = []
     notes = ""
-    items = [(f"figure {i + 1}", "image/png", png) for i, png in enumerate(result.images)]
-    items += [(f.name, f.mime_type, f.data) for f in result.files]
-    for name, mime, data in items:
+    items: list[tuple[str, str | None, str, bytes]] = [
+        (f"figure {i + 1}", None, "image/png", png) for i, png in enumerate(result.images)
+    ]
+    items += [(f.name, f.name, f.mime_type, f.data) for f in result.files]
+    for label, name, mime, data in items:
         if len(data) > MAX_INLINE_BYTES:
-            notes += f"\n[{name} omitted: {len(data)} bytes exceeds the message size limit]\n"
+            notes += f"\n[{label} omitted: {len(data)} bytes exceeds the message size limit]\n"
         else:
-            display = None if name.startswith("figure ") else name
-            blobs.append(Blob(mime_type=mime, data=data, display_name=display))
+            blobs.append(Blob(mime_type=mime, data=data, display_name=name))
     return blobs, notes

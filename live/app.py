@@ -37,8 +37,8 @@ def tune_gc() -> None:
 
     With the default young threshold (700 allocations) a busy server collects constantly, promotes
     in-flight turn objects, and so triggers full scans of every session's history: at 1,000 sessions
-    they took 50-350 ms each, several a second (p99 first content 0.5 s). A high threshold lets turn
-    temporaries die by reference count first (p99 31 ms; `bench/bench_load.py`, BENCHMARKS.md).
+    they took 50-350 ms each, several a second (p99 first content 904 ms). A high threshold lets turn
+    temporaries die by reference count first (p99 39 ms; `bench/bench_load.py`, BENCHMARKS.md).
     """
     gc.collect()
     gc.freeze()  # what start-up loaded lives as long as the process: never scan it again
@@ -87,12 +87,12 @@ def create_app(
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         """`ok` only while the sandbox runs with every isolation layer; 503 when it cannot run code."""
-        sandbox = running().executor.status()
+        s = running()
+        sandbox = s.executor.status()
         status = {"ready": "ok", "degraded": "degraded"}.get(sandbox.state, "unavailable")
         if status == "ok" and sandbox.isolation != "full":
             status = "degraded"
-        body = {"status": status, "models": services.backends.names() if services else [],
-                "sandbox": sandbox.model_dump()}  # fmt: skip
+        body = {"status": status, "models": s.backends.names(), "sandbox": sandbox.model_dump()}
         return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
     @app.get("/metrics", include_in_schema=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import socket
 import sys
@@ -97,7 +98,9 @@ def serve(args: argparse.Namespace) -> int:
         log_level="warning",
         lifespan="on",
     )
-    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+    # uvicorn shuts down in order on SIGINT/SIGTERM, then re-raises the signal: that is a normal exit.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
     return 0
 
 

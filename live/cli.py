@@ -77,6 +77,7 @@ def serve(args: argparse.Namespace) -> int:
         "upstream_model": args.upstream_model,
         "upstream_key": args.upstream_key,
         "upstream_code_mode": args.upstream_code_mode,
+        "ws_compression": args.ws_compression,
     }
     settings = load_settings(overrides, args.config)
     logs.configure(settings.log_level)
@@ -94,7 +95,9 @@ def serve(args: argparse.Namespace) -> int:
         app,
         ssl_certfile=settings.tls_cert,
         ssl_keyfile=settings.tls_key,
+        ws="websockets-sansio",  # no tasks of its own per connection, one write per frame
         ws_max_size=4 * settings.max_message_bytes,  # the session answers oversize frames itself
+        ws_per_message_deflate=settings.ws_compression,
         log_level="warning",
         lifespan="on",
     )
@@ -131,6 +134,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--upstream-key", help="the upstream's API key; env OPENLIVE_UPSTREAM_KEY")
     s.add_argument("--upstream-code-mode", choices=["tools", "fenced"], help="how the upstream runs code")
     s.add_argument("--code-deadline", type=float, help="seconds a code block may run (default 30)")
+    s.add_argument(
+        "--ws-compression",
+        action=argparse.BooleanOptionalAction,
+        help="accept permessage-deflate when a client offers it (default off: see BENCHMARKS.md)",
+    )
     s.add_argument("--log-level")
     s.add_argument("--config", type=Path, help="TOML file with the same settings")
     s.set_defaults(func=serve)

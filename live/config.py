@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     max_code_output_chars: int = 256 * 1024
     sandbox: PoolConfig = Field(default_factory=PoolConfig)  # TOML [sandbox]; env OPENLIVE_SANDBOX__SLOTS=4
     log_level: str = "info"
+    # permessage-deflate, which the SDKs offer: off, as measured (BENCHMARKS.md, "Compression"): Live
+    # frames are small, so it saves little on the wire and costs CPU per frame and memory per session.
+    ws_compression: bool = False
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -32,8 +32,9 @@ from protocol import (
     GenerateContentUsage,
     ModelInfo,
     ModelList,
+    ModelText,
+    Outbound,
     Part,
-    ServerMessage,
 )
 
 _STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 404: "NOT_FOUND", 500: "INTERNAL"}
@@ -61,7 +62,10 @@ class _Collector:
         self.parts: asyncio.Queue[Part | None] = asyncio.Queue()
         self.usage = GenerateContentUsage()
 
-    async def emit(self, message: ServerMessage) -> None:
+    async def emit(self, message: Outbound) -> None:
+        if isinstance(message, ModelText):
+            self.parts.put_nowait(Part(text=message.text))
+            return
         content = message.server_content
         if content is not None and content.model_turn is not None:
             for part in content.model_turn.parts:

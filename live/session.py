@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
 from live.metrics import Metrics
+from live.outbox import INTERNAL_ERROR, Close, Queued, write
 from live.transport import Transport, TransportClosed
 from live.turns import Conversation, TurnEngine, TurnLimits
 from protocol import (
@@ -18,7 +19,7 @@ from protocol import (
     ContextUpdate,
     FunctionCall,
     FunctionResponse,
-    MessageTooLarge,
+    Outbound,
     Part,
     ProtocolError,
     RealtimeInput,
@@ -36,20 +37,11 @@ from sandbox import Executor
 
 log = logging.getLogger("openlive.session")
 
-INTERNAL_ERROR = "Internal error encountered."
-
-
 @dataclass(frozen=True)
 class SessionLimits:
     max_message_bytes: int
     setup_timeout_s: float
     turn: TurnLimits
-
-
-@dataclass(frozen=True)
-class _Close:
-    code: int
-    reason: str
 
 
 class Session:
@@ -70,7 +62,7 @@ class Session:
         self._executor = executor
         self._limits = limits
         self._api_version = api_version
-        self._out: asyncio.Queue[ServerMessage | _Close] = asyncio.Queue()
+        self._out: asyncio.Queue[Queued] = asyncio.Queue()
         self._pending: dict[str, asyncio.Future[FunctionResponse]] = {}
         self._turn: asyncio.Task[None] | None = None
         self._closing = False
@@ -238,7 +230,7 @@ class Session:
                 )
             raise
 
-    async def _emit(self, message: ServerMessage) -> None:
+    async def _emit(self, message: Outbound) -> None:
         if not self._closing:
             self._out.put_nowait(message)
 
@@ -247,26 +239,12 @@ class Session:
         if not self._closing:
             self._closing = True
             self._metrics.closes.labels(code=code).inc()
-            self._out.put_nowait(_Close(code, reason))
+            self._out.put_nowait(Close(code, reason))
 
     async def _write(self) -> None:
-        """The only place that sends, so message order is defined here."""
-        while True:
-            item = await self._out.get()
-            if isinstance(item, _Close):
-                await self._transport.close(item.code, item.reason)
-                return
-            try:
-                data = dump_server_message(item)
-            except MessageTooLarge as exc:  # a bug of ours, never the client's: say so and stop
-                self._log.error("server message too large: %s", exc)
-                self._closing = True
-                await self._transport.close(1011, INTERNAL_ERROR)
-                return
-            try:
-                await self._transport.send(data)
-            except TransportClosed:
-                return
+        """The only place that sends, so message order is defined here (live/outbox.py)."""
+        await write(self._out, self._transport, self._log)
+        self._closing = True
 
 
 def _conversation(setup: Setup) -> Conversation:

@@ -36,6 +36,8 @@ from protocol import (
     FunctionResponse,
     GenerationConfig,
     ModalityTokenCount,
+    ModelText,
+    Outbound,
     Part,
     ServerContent,
     ServerMessage,
@@ -46,7 +48,7 @@ from sandbox import Executor, File, Job, Outcome, Result
 
 log = logging.getLogger("openlive.turns")
 
-Emit = Callable[[ServerMessage], Awaitable[None]]
+Emit = Callable[[Outbound], Awaitable[None]]
 CallFunctions = Callable[[list[FunctionCall]], Awaitable[list[FunctionResponse]]]
 
 
@@ -74,17 +76,17 @@ class Conversation:
     functions: list[FunctionDeclaration] = field(default_factory=list)
     code_execution: bool = False
     generation: GenerationConfig | None = None
+    attachments_added: int = 0  # counted as they come, so adding a turn costs the same at any length
 
     def add(self, contents: list[Content]) -> None:
         """Appends client turns, naming unnamed attachments `input_file_N.ext`, the name under which the
         code finds them in its working directory, so the model and the sandbox agree on it."""
-        count = sum(1 for _ in _attachments(self.history))
         self.history.extend(contents)
         for blob in _attachments(contents):
             if not blob.display_name:
                 extension = mimetypes.guess_extension(blob.mime_type or "") or ""
-                blob.display_name = f"input_file_{count}{extension}"
-            count += 1
+                blob.display_name = f"input_file_{self.attachments_added}{extension}"
+            self.attachments_added += 1
 
     def set_tools(self, tools: list[Tool]) -> None:
         """Client functions and the code-execution tool; other Gemini tools are not offered."""
@@ -200,7 +202,7 @@ class TurnEngine:
                 self._content_sent()
                 for start in range(0, len(event.text), MAX_TEXT_CHARS):
                     piece = event.text[start : start + MAX_TEXT_CHARS]
-                    await self._emit(model_message(Part(text=piece)))
+                    await self._emit(ModelText(piece))
             elif isinstance(event, Usage):
                 tokens.add(event)
             elif isinstance(event, CodeCall | FunctionCalls):

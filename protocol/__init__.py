@@ -43,6 +43,8 @@ from .rest import (
 from .server import (
     GoAway,
     ModalityTokenCount,
+    ModelText,
+    Outbound,
     ServerContent,
     ServerMessage,
     SessionResumptionUpdate,
@@ -110,6 +112,8 @@ __all__ = [
     "ModalityTokenCount",
     "ModelInfo",
     "ModelList",
+    "ModelText",
+    "Outbound",
     "Part",
     "PrebuiltVoiceConfig",
     "ProactivityConfig",

@@ -102,6 +102,9 @@ class TurnLimits:
     max_output_chars: int = 256 * 1024
 
 
+GENERATION_COMPLETE = ServerMessage(server_content=ServerContent(generation_complete=True))  # never mutated
+
+
 def new_call_id() -> str:
     """Function call ids in the form the Gemini API uses."""
     return f"function-call-{secrets.randbits(63)}"
@@ -186,7 +189,7 @@ class TurnEngine:
             else:
                 break
         self._metrics.response_tokens.inc(tokens.response)
-        await self._emit(ServerMessage(server_content=ServerContent(generation_complete=True)))
+        await self._emit(GENERATION_COMPLETE)
         await self._emit(
             ServerMessage(server_content=ServerContent(turn_complete=True), usage_metadata=tokens.metadata())
         )
@@ -251,7 +254,7 @@ def _model_content(conv: Conversation) -> Content:
 def _append_text(conv: Conversation, text: str) -> None:
     parts = _model_content(conv).parts
     if parts and parts[-1].text is not None and not parts[-1].thought:
-        parts[-1] = Part(text=parts[-1].text + text)
+        parts[-1].text += text  # this turn's own part, shared with nothing: no new model per delta
     else:
         parts.append(Part(text=text))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import weakref
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,7 @@ class _Action:
 
 @dataclass(frozen=True)
 class _TurnView:
+    start: int  # index of the latest user text in the history: the turns before it are settled
     user_text: str
     actions: list[_Action]
     output: str  # of the last code result this turn
@@ -117,7 +119,7 @@ def _view(history: Sequence[Content]) -> _TurnView:
                 actions.append(_Action("call"))
             elif p.function_response is not None:
                 response = json.dumps(p.function_response.response or {}, sort_keys=True)
-    return _TurnView(user_text, actions, output, response)
+    return _TurnView(start, user_text, actions, output, response)
 
 
 def _plan(steps: list[Step], actions: list[_Action], code_enabled: bool) -> list[Step]:
@@ -180,6 +182,51 @@ def _words(contents: Sequence[Content]) -> int:
     return sum(len((p.text or "").split()) for c in contents for p in c.parts)
 
 
+@dataclass(frozen=True)
+class _Counted:
+    content: weakref.ref[Content]
+    first: weakref.ref[Content]  # the history's first content then: a history cut at the front recounts
+    words: int  # of the history up to and including `content`
+
+
+class _PromptWords:
+    """Words in a request's history (the scripted model's prompt tokens) without recounting old turns.
+
+    A history grows at its end, so the count up to its last settled content (before the latest user
+    text) is remembered while that content lives, and the next request counts only what came after it:
+    a turn costs the same however long the session has run.
+    """
+
+    def __init__(self) -> None:
+        self._counted: dict[int, _Counted] = {}  # id of a content -> its entry (one per live history)
+
+    def count(self, history: Sequence[Content], settled: int) -> int:
+        if not history:
+            return 0
+        first = history[0]
+        total = begin = 0
+        for i in range(settled - 1, -1, -1):  # one step back per new content, normally
+            entry = self._counted.get(id(history[i]))
+            if entry is not None and entry.content() is history[i] and entry.first() is first:
+                total, begin = entry.words, i + 1
+                del self._counted[id(history[i])]
+                break
+        total += _words(history[begin:settled])
+        if settled:
+            self._remember(history[settled - 1], first, total)
+        return total + _words(history[settled:])
+
+    def _remember(self, content: Content, first: Content, words: int) -> None:
+        key = id(content)
+
+        def forget(ref: weakref.ref[Content]) -> None:
+            entry = self._counted.get(key)
+            if entry is not None and entry.content is ref:
+                del self._counted[key]
+
+        self._counted[key] = _Counted(weakref.ref(content, forget), weakref.ref(first), words)
+
+
 class ScriptedBackend:
     """Serves every model name (so unchanged Gemini examples work) from one script."""
 
@@ -187,6 +234,7 @@ class ScriptedBackend:
         self._script = script
         self._rules = [(re.compile(r.match, re.DOTALL), r) for r in script.rules]
         self._served_name = served_name
+        self._prompt_words = _PromptWords()
 
     @classmethod
     def from_file(cls, path: Path | None) -> ScriptedBackend:
@@ -205,6 +253,7 @@ class ScriptedBackend:
         else:
             match, steps = None, [Step(text=self._script.fallback)]
         produced = 0
+        prompt = self._prompt_words.count(request.history, view.start)
         for step in steps:
             if step.text is not None:
                 text = _render(step.text, match, view) if match else step.text
@@ -216,16 +265,16 @@ class ScriptedBackend:
                     continue
                 assert match is not None
                 code = _render(step.code, match, view)
-                yield Usage(_words(request.history), produced + len(code.split()))
+                yield Usage(prompt, produced + len(code.split()))
                 yield CodeCall(code)
                 return
             elif step.call is not None:
-                yield Usage(_words(request.history), produced)
+                yield Usage(prompt, produced)
                 assert match is not None
                 args = _render_args(step.call.args, match, view)
                 yield FunctionCalls([FunctionCallRequest(step.call.name, args)])
                 return
-        yield Usage(_words(request.history), produced)
+        yield Usage(prompt, produced)
         yield Finish()
 
     async def close(self) -> None:

@@ -11,11 +11,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential
 from live.config import Settings
+from live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from live.rest import rest_router
 from live.services import Services
 from live.session import Session, SessionLimits
@@ -45,6 +46,20 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+def sample_services(services: Services) -> None:
+    """What the sandbox pool and the embedded models count themselves, read for /metrics when scraped."""
+    m, status = services.metrics, services.executor.status
+    m.sample_by("model_tokens_sampled", "Tokens sampled by embedded models, as they happen.", "counter",
+                "model", services.backends.tokens_sampled)  # fmt: skip
+    m.sample("sandbox_slots", "Jobs the sandbox runs at once.", "gauge", lambda: status().slots)
+    m.sample("sandbox_running", "Sandbox jobs running.", "gauge", lambda: status().running)
+    m.sample("sandbox_queued", "Sandbox jobs waiting for a slot.", "gauge", lambda: status().queued)
+    m.sample("sandbox_runners_ready", "Confined runners ready.", "gauge", lambda: status().runners_ready)
+    m.sample("sandbox_jobs", "Sandbox jobs finished.", "counter", lambda: status().jobs_done)
+    m.sample("sandbox_worker_restarts", "Sandbox worker restarts.", "counter",
+             lambda: status().worker_restarts)  # fmt: skip
+
+
 def create_app(
     settings: Settings,
     make_services: Callable[[Settings], Services],
@@ -57,6 +72,7 @@ def create_app(
         nonlocal services
         services = make_services(settings)
         await services.executor.start()
+        sample_services(services)
         tune_gc()
         try:
             if on_ready is not None:
@@ -96,10 +112,8 @@ def create_app(
         return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> PlainTextResponse:
-        s = running()
-        text = s.metrics.render(s.executor.status(), s.backends.tokens_sampled())
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+    async def metrics() -> Response:
+        return Response(running().metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/", include_in_schema=False)
     async def console() -> FileResponse:

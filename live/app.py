@@ -14,13 +14,15 @@ from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
-from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential
 from live.config import Settings
+from live.lifecycle import SHUTDOWN_REASON
 from live.rest import rest_router
 from live.services import Services
 from live.session import Session, SessionLimits
+from live.tokens import identify, token_router
 from live.transport import StarletteTransport
 from live.turns import TurnLimits
+from protocol import ProtocolError
 
 log = logging.getLogger("openlive.app")
 
@@ -65,8 +67,15 @@ def create_app(
         finally:
             await services.executor.close()
             await services.backends.close()
+            await services.lifecycle.store.close()
 
     app = FastAPI(title="openlive", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    async def drain() -> None:
+        if services is not None:
+            await services.lifecycle.drain()
+
+    app.state.drain = drain
     limits = SessionLimits(
         max_message_bytes=settings.max_message_bytes,
         setup_timeout_s=settings.setup_timeout_s,
@@ -83,6 +92,7 @@ def create_app(
         return services
 
     app.include_router(rest_router(settings.api_keys, limits, running))
+    app.include_router(token_router(settings.api_keys, lambda: running().lifecycle.store))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -116,20 +126,31 @@ def create_app(
         if match is None:
             await transport.close(1008, "Method not found.")
             return
-        credential = presented_credential(websocket.headers, websocket.query_params)
-        if not is_authorized(credential, settings.api_keys):
-            await transport.close(1008, UNREGISTERED_CALLER)
-            return
-        assert services is not None
-        session = Session(
-            transport,
-            services.backends,
-            services.executor,
-            limits,
-            session_id=uuid.uuid4().hex,
-            api_version=match["version"],
-            metrics=services.metrics,
-        )
-        await session.serve()
+        s = running()
+        try:
+            if s.lifecycle.draining:
+                raise ProtocolError(1001, SHUTDOWN_REASON)
+            caller = await identify(
+                websocket.headers,
+                websocket.query_params,
+                match["method"].endswith("Constrained"),
+                settings.api_keys,
+                s.lifecycle.store,
+            )
+            async with s.lifecycle.limits.session(caller.owner):
+                session = Session(
+                    transport,
+                    s.backends,
+                    s.lifecycle.limits.executor(s.executor, caller.owner),
+                    limits,
+                    session_id=uuid.uuid4().hex,
+                    api_version=match["version"],
+                    metrics=s.metrics,
+                    life=s.lifecycle.open(caller),
+                )
+                await session.serve()
+        except ProtocolError as exc:
+            s.metrics.closes[exc.code] += 1
+            await transport.close(exc.code, exc.reason)
 
     return app

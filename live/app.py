@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import re
@@ -19,8 +21,8 @@ from live.lifecycle import SHUTDOWN_REASON
 from live.rest import rest_router
 from live.services import Services
 from live.session import Session, SessionLimits
-from live.tokens import identify, token_router
-from live.transport import StarletteTransport
+from live.tokens import QuotaExceeded, identify, token_router
+from live.transport import StarletteTransport, TransportClosed
 from live.turns import TurnLimits
 from protocol import ProtocolError
 
@@ -150,6 +152,9 @@ def create_app(
                 )
                 await session.serve()
         except ProtocolError as exc:
+            if isinstance(exc, QuotaExceeded):  # the SDK reports a close only once its setup is sent
+                with contextlib.suppress(TransportClosed, TimeoutError):
+                    await asyncio.wait_for(transport.recv(), settings.setup_timeout_s)
             s.metrics.closes[exc.code] += 1
             await transport.close(exc.code, exc.reason)
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential
-from live.store import TOKEN_EXPIRED, SessionStore, TokenRecord, digest
+from live.store import SessionStore, TokenRecord, digest
 from protocol import ProtocolError, Setup
 from sandbox import Executor, HostCall, Job, Outcome, PoolStatus, Result
 
@@ -131,15 +131,14 @@ async def identify(
 ) -> Caller:
     """The caller of a Live connection, or the ProtocolError to close it with.
 
-    Tokens work only on the `...Constrained` method, as on Google; API keys work on both.
+    Tokens work only on the `...Constrained` method, as on Google; API keys work on both. Whether a
+    token is still good is decided once the setup shows whether the connection resumes (`admit_token`).
     """
     credential = presented_credential(headers, query)
     if credential is not None and credential.startswith(TOKEN_PREFIX):
         token = await store.get_token(digest(credential)) if constrained else None
         if token is None:
             raise ProtocolError(1008, UNREGISTERED_CALLER)
-        if time.time() >= token.expire_time:
-            raise ProtocolError(1011, TOKEN_EXPIRED)
         return Caller(owner=token.owner, token=token.digest)
     if not is_authorized(credential, api_keys):
         raise ProtocolError(1008, UNREGISTERED_CALLER)
@@ -191,6 +190,10 @@ def _copy_path(source: dict[str, Any], target: dict[str, Any], path: list[str]) 
         _copy_path({}, inner_target, path[1:])
 
 
+class QuotaExceeded(ProtocolError):
+    """A per-key limit refused the connection; answered after the client's setup, as Google's quota errors."""
+
+
 class KeyLimits:
     """Concurrent sessions and code jobs per API key, in this process (0 = unlimited)."""
 
@@ -205,7 +208,7 @@ class KeyLimits:
         """Holds one of the key's session slots; 1011 when they are all taken."""
         if self._max_sessions and self._sessions[owner] >= self._max_sessions:
             reason = f"Resource has been exhausted: at most {self._max_sessions} concurrent sessions per key."
-            raise ProtocolError(1011, reason)
+            raise QuotaExceeded(1011, reason)
         self._sessions[owner] += 1
         try:
             yield

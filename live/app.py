@@ -13,11 +13,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from live.config import Settings
 from live.lifecycle import SHUTDOWN_REASON
+from live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from live.rest import rest_router
 from live.services import Services
 from live.session import Session, SessionLimits
@@ -49,6 +50,20 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+def sample_services(services: Services) -> None:
+    """What the sandbox pool and the embedded models count themselves, read for /metrics when scraped."""
+    m, status = services.metrics, services.executor.status
+    m.sample_by("model_tokens_sampled", "Tokens sampled by embedded models, as they happen.", "counter",
+                "model", services.backends.tokens_sampled)  # fmt: skip
+    m.sample("sandbox_slots", "Jobs the sandbox runs at once.", "gauge", lambda: status().slots)
+    m.sample("sandbox_running", "Sandbox jobs running.", "gauge", lambda: status().running)
+    m.sample("sandbox_queued", "Sandbox jobs waiting for a slot.", "gauge", lambda: status().queued)
+    m.sample("sandbox_runners_ready", "Confined runners ready.", "gauge", lambda: status().runners_ready)
+    m.sample("sandbox_jobs", "Sandbox jobs finished.", "counter", lambda: status().jobs_done)
+    m.sample("sandbox_worker_restarts", "Sandbox worker restarts.", "counter",
+             lambda: status().worker_restarts)  # fmt: skip
+
+
 def create_app(
     settings: Settings,
     make_services: Callable[[Settings], Services],
@@ -61,6 +76,7 @@ def create_app(
         nonlocal services
         services = make_services(settings)
         await services.executor.start()
+        sample_services(services)
         tune_gc()
         try:
             if on_ready is not None:
@@ -108,10 +124,8 @@ def create_app(
         return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> PlainTextResponse:
-        s = running()
-        text = s.metrics.render(s.executor.status(), s.backends.tokens_sampled())
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+    async def metrics() -> Response:
+        return Response(running().metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/", include_in_schema=False)
     async def console() -> FileResponse:
@@ -155,7 +169,7 @@ def create_app(
             if isinstance(exc, QuotaExceeded):  # the SDK reports a close only once its setup is sent
                 with contextlib.suppress(TransportClosed, TimeoutError):
                     await asyncio.wait_for(transport.recv(), settings.setup_timeout_s)
-            s.metrics.closes[exc.code] += 1
+            s.metrics.closes.labels(code=exc.code).inc()
             await transport.close(exc.code, exc.reason)
 
     return app

@@ -85,19 +85,19 @@ class Session:
             conv, engine = await self._handshake()
         except (ProtocolError, BackendError) as exc:
             self._log.info("setup rejected code=%d reason=%r", exc.code, exc.reason)
-            self._metrics.closes[exc.code] += 1
+            self._metrics.closes.labels(code=exc.code).inc()
             await self._transport.close(exc.code, exc.reason)
             return
         except (TransportClosed, TimeoutError):
-            self._metrics.closes[1008] += 1
+            self._metrics.closes.labels(code=1008).inc()
             await self._transport.close(1008, "No setup message received.")
             return
-        self._metrics.sessions_total += 1
-        self._metrics.sessions_active += 1
+        self._metrics.sessions.inc()
+        self._metrics.sessions_active.inc()
         try:
             await self._run(conv, engine)
         finally:
-            self._metrics.sessions_active -= 1
+            self._metrics.sessions_active.dec()
             await self._life.end()
         self._log.info("session ended")
 
@@ -202,7 +202,7 @@ class Session:
                 future.set_result(fr)
 
     def _start_turn(self, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup) -> None:
-        self._metrics.turns_total += 1
+        self._metrics.turns.inc()
         self._turn = tg.create_task(self._run_turn(conv, engine))
 
     async def _run_turn(self, conv: Conversation, engine: TurnEngine) -> None:
@@ -229,7 +229,7 @@ class Session:
         if self._turn is None or self._turn.done():
             return
         await self._cancel_turn()
-        self._metrics.interruptions_total += 1
+        self._metrics.interruptions.inc()
         await self._emit(ServerMessage(server_content=ServerContent(interrupted=True)))
         await self._emit(ServerMessage(server_content=ServerContent(turn_complete=True)))
 
@@ -263,7 +263,7 @@ class Session:
         """Closes after what is already queued has been sent."""
         if not self._closing:
             self._closing = True
-            self._metrics.closes[code] += 1
+            self._metrics.closes.labels(code=code).inc()
             self._out.put_nowait(_Close(code, reason))
 
     async def _write(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 import re
@@ -14,14 +16,16 @@ from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential
 from live.config import Settings
+from live.lifecycle import SHUTDOWN_REASON
 from live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from live.rest import rest_router
 from live.services import Services
 from live.session import Session, SessionLimits
-from live.transport import StarletteTransport
+from live.tokens import QuotaExceeded, identify, token_router
+from live.transport import StarletteTransport, TransportClosed
 from live.turns import TurnLimits
+from protocol import ProtocolError
 
 log = logging.getLogger("openlive.app")
 
@@ -81,8 +85,15 @@ def create_app(
         finally:
             await services.executor.close()
             await services.backends.close()
+            await services.lifecycle.store.close()
 
     app = FastAPI(title="openlive", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    async def drain() -> None:
+        if services is not None:
+            await services.lifecycle.drain()
+
+    app.state.drain = drain
     limits = SessionLimits(
         max_message_bytes=settings.max_message_bytes,
         setup_timeout_s=settings.setup_timeout_s,
@@ -99,6 +110,7 @@ def create_app(
         return services
 
     app.include_router(rest_router(settings.api_keys, limits, running))
+    app.include_router(token_router(settings.api_keys, lambda: running().lifecycle.store))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -132,20 +144,34 @@ def create_app(
         if match is None:
             await transport.close(1008, "Method not found.")
             return
-        credential = presented_credential(websocket.headers, websocket.query_params)
-        if not is_authorized(credential, settings.api_keys):
-            await transport.close(1008, UNREGISTERED_CALLER)
-            return
-        assert services is not None
-        session = Session(
-            transport,
-            services.backends,
-            services.executor,
-            limits,
-            session_id=uuid.uuid4().hex,
-            api_version=match["version"],
-            metrics=services.metrics,
-        )
-        await session.serve()
+        s = running()
+        try:
+            if s.lifecycle.draining:
+                raise ProtocolError(1001, SHUTDOWN_REASON)
+            caller = await identify(
+                websocket.headers,
+                websocket.query_params,
+                match["method"].endswith("Constrained"),
+                settings.api_keys,
+                s.lifecycle.store,
+            )
+            async with s.lifecycle.limits.session(caller.owner):
+                session = Session(
+                    transport,
+                    s.backends,
+                    s.lifecycle.limits.executor(s.executor, caller.owner),
+                    limits,
+                    session_id=uuid.uuid4().hex,
+                    api_version=match["version"],
+                    metrics=s.metrics,
+                    life=s.lifecycle.open(caller),
+                )
+                await session.serve()
+        except ProtocolError as exc:
+            if isinstance(exc, QuotaExceeded):  # the SDK reports a close only once its setup is sent
+                with contextlib.suppress(TransportClosed, TimeoutError):
+                    await asyncio.wait_for(transport.recv(), settings.setup_timeout_s)
+            s.metrics.closes.labels(code=exc.code).inc()
+            await transport.close(exc.code, exc.reason)
 
     return app

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
+from live.lifecycle import SessionLife
 from live.metrics import Metrics
 from live.transport import Transport, TransportClosed
 from live.turns import Conversation, TurnEngine, TurnLimits
@@ -61,9 +62,11 @@ class Session:
         limits: SessionLimits,
         session_id: str,
         metrics: Metrics,
+        life: SessionLife,
         api_version: str = "v1beta",
     ) -> None:
         self.id = session_id
+        self._life = life  # limits, goAway, resumption, compression (live/lifecycle.py)
         self._metrics = metrics
         self._transport = transport
         self._backends = backends
@@ -95,14 +98,17 @@ class Session:
             await self._run(conv, engine)
         finally:
             self._metrics.sessions_active.dec()
+            await self._life.end()
         self._log.info("session ended")
 
     async def _run(self, conv: Conversation, engine: TurnEngine) -> None:
         async with asyncio.TaskGroup() as tg:
             writer = tg.create_task(self._write())
+            life = tg.create_task(self._life.run())
             try:
                 await self._read(conv, engine, tg)
             finally:
+                life.cancel()
                 await self._cancel_turn()
                 if not self._closing:
                     writer.cancel()
@@ -113,12 +119,14 @@ class Session:
         setup = parse_client_message(raw).setup
         if setup is None:
             raise ProtocolError(1007, "Invalid request: the first message must be setup.")
+        setup = await self._life.admit(setup)
         backend = self._backends.resolve(setup.model, self._api_version)
         conv = _conversation(setup)
         conv.session = self.id
         engine = TurnEngine(
             backend, self._executor, self._limits.turn, self._emit, self._call_functions, self._metrics
         )
+        self._life.attach(conv, backend, self._emit, self._close, self._busy)
         await self._transport.send(
             dump_server_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id)))
         )
@@ -199,13 +207,22 @@ class Session:
 
     async def _run_turn(self, conv: Conversation, engine: TurnEngine) -> None:
         try:
+            await self._life.before_turn()
             await engine.run(conv)
+            self._life.after_turn(resumable=not self._pending)
+        except ProtocolError as exc:
+            self._log.info("closing code=%d reason=%r", exc.code, exc.reason)
+            self._close(exc.code, exc.reason)
         except BackendError as exc:
             self._log.warning("backend error code=%d reason=%r", exc.code, exc.reason)
             self._close(exc.code, exc.reason)
         except Exception:
             self._log.exception("turn failed")
             self._close(1011, INTERNAL_ERROR)
+
+    def _busy(self) -> bool:
+        """A turn, a code job or a function call is in flight: the session cannot be resumed now."""
+        return bool(self._pending) or (self._turn is not None and not self._turn.done())
 
     async def _interrupt(self) -> None:
         """Cancels a running turn: pending calls are cancelled, then `interrupted` and `turnComplete`."""

@@ -277,9 +277,7 @@ async def test_unnamed_attachments_get_the_names_the_model_is_told(test_server: 
             types.Part(text="sum the unnamed csv"),
         ]))  # fmt: skip
         turn = await receive_turn(session)
-    assert turn.of("result") == [
-        (types.Outcome.OUTCOME_OK, "['input_file_0.png', 'input_file_1.csv']\n11\n")
-    ]
+    assert turn.of("result") == [(types.Outcome.OUTCOME_OK, "['input_file_0.png', 'input_file_1.csv']\n11\n")]
 
 
 async def test_long_text_is_split_under_the_message_limit(test_server: Server) -> None:

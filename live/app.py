@@ -85,6 +85,7 @@ def create_app(
         finally:
             await services.executor.close()
             await services.backends.close()
+            await services.voice.close()
             await services.lifecycle.store.close()
 
     app = FastAPI(title="openlive", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -165,6 +166,7 @@ def create_app(
                     api_version=match["version"],
                     metrics=s.metrics,
                     life=s.lifecycle.open(caller),
+                    voice=s.voice,
                 )
                 await session.serve()
         except ProtocolError as exc:

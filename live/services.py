@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from live.backends.registry import Backends
 from live.lifecycle import Lifecycle
 from live.metrics import Metrics
+from live.voice import VoiceEngines
 from sandbox import Executor
 
 
@@ -15,4 +16,5 @@ class Services:
     backends: Backends
     executor: Executor
     lifecycle: Lifecycle
+    voice: VoiceEngines
     metrics: Metrics = field(default_factory=Metrics)

@@ -12,6 +12,8 @@ from live.lifecycle import SessionLife
 from live.metrics import Metrics
 from live.transport import Transport, TransportClosed
 from live.turns import Conversation, TurnEngine, TurnLimits
+from live.voice import SpeechTurn, VoiceEngines, truncate_unheard
+from live.voice.link import SessionVoice, VoiceSetup, is_turn_output
 from protocol import (
     ClientContent,
     ClientMessage,
@@ -30,6 +32,7 @@ from protocol import (
     ToolCall,
     ToolCallCancellation,
     ToolResponse,
+    Transcription,
     dump_server_message,
     parse_client_message,
 )
@@ -63,6 +66,7 @@ class Session:
         session_id: str,
         metrics: Metrics,
         life: SessionLife,
+        voice: VoiceEngines,
         api_version: str = "v1beta",
     ) -> None:
         self.id = session_id
@@ -77,6 +81,10 @@ class Session:
         self._pending: dict[str, asyncio.Future[FunctionResponse]] = {}
         self._turn: asyncio.Task[None] | None = None
         self._closing = False
+        self._engines = voice
+        self._voice_setup: VoiceSetup | None = None
+        self._voice: SessionVoice | None = None
+        self._speech: SpeechTurn | None = None  # the spoken turn in progress, which orders its output
         self._log = logging.LoggerAdapter(log, {"session": session_id})
 
     async def serve(self) -> None:
@@ -105,10 +113,19 @@ class Session:
         async with asyncio.TaskGroup() as tg:
             writer = tg.create_task(self._write())
             life = tg.create_task(self._life.run())
+            assert self._voice_setup is not None
+            self._voice = SessionVoice(
+                self._engines,
+                self._voice_setup,
+                _VoiceHooks(self, conv, engine, tg),
+                lambda: (conv.system_instruction, conv.history),
+            )
+            listener = tg.create_task(self._voice.input.run())
             try:
                 await self._read(conv, engine, tg)
             finally:
                 life.cancel()
+                listener.cancel()
                 await self._cancel_turn()
                 if not self._closing:
                     writer.cancel()
@@ -121,6 +138,7 @@ class Session:
             raise ProtocolError(1007, "Invalid request: the first message must be setup.")
         setup = await self._life.admit(setup)
         backend = self._backends.resolve(setup.model, self._api_version)
+        self._voice_setup = VoiceSetup.from_setup(setup, self._engines)
         conv = _conversation(setup)
         conv.session = self.id
         engine = TurnEngine(
@@ -192,6 +210,29 @@ class Session:
             await self._interrupt()
             conv.add([Content(role="user", parts=[Part(text=rt.text)])])
             self._start_turn(conv, engine, tg)
+        assert self._voice is not None
+        voice = self._voice
+        for blob in [*([rt.audio] if rt.audio else []), *(rt.media_chunks or [])]:
+            if (blob.mime_type or "").startswith("image/"):
+                raise ProtocolError(
+                    1008, "realtimeInput image frames are not supported: no model here takes images."
+                )
+            await voice.input.audio(blob.mime_type, blob.data)
+        if rt.video is not None:
+            raise ProtocolError(1008, "realtimeInput.video is not supported: no model here takes images.")
+        if rt.audio_stream_end:
+            voice.input.stream_end()
+        if rt.activity_start is not None or rt.activity_end is not None:
+            if voice.setup.input.automatic:
+                raise ProtocolError(
+                    1007, "activityStart/activityEnd need automaticActivityDetection.disabled in setup."
+                )
+            if rt.activity_start is not None:
+                if voice.setup.interrupts:
+                    await self._interrupt()
+                voice.input.start()
+            if rt.activity_end is not None:
+                voice.input.end()
 
     def _on_tool_response(self, response: ToolResponse) -> None:
         for fr in response.function_responses:
@@ -208,7 +249,7 @@ class Session:
     async def _run_turn(self, conv: Conversation, engine: TurnEngine) -> None:
         try:
             await self._life.before_turn()
-            await engine.run(conv)
+            await self._generate(conv, engine)
             self._life.after_turn(resumable=not self._pending)
         except ProtocolError as exc:
             self._log.info("closing code=%d reason=%r", exc.code, exc.reason)
@@ -219,6 +260,23 @@ class Session:
         except Exception:
             self._log.exception("turn failed")
             self._close(1011, INTERNAL_ERROR)
+
+    async def _generate(self, conv: Conversation, engine: TurnEngine) -> None:
+        """One model turn, spoken when the session answers in audio; an interrupted spoken turn keeps in
+        its history only the words the client's playback clock says were heard."""
+        speech = self._voice.speech_turn(self._send) if self._voice else None
+        if speech is None:
+            await engine.run(conv)
+            return
+        start = len(conv.history)
+        self._speech = speech
+        try:
+            await speech.run(engine.run(conv))
+        except asyncio.CancelledError:
+            truncate_unheard(conv.history, start, speech.heard_chars())
+            raise
+        finally:
+            self._speech = None
 
     def _busy(self) -> bool:
         """A turn, a code job or a function call is in flight: the session cannot be resumed now."""
@@ -256,6 +314,12 @@ class Session:
             raise
 
     async def _emit(self, message: ServerMessage) -> None:
+        if self._speech is not None and is_turn_output(message):
+            await self._speech.emit(message)
+        else:
+            await self._send(message)
+
+    async def _send(self, message: ServerMessage) -> None:
         if not self._closing:
             self._out.put_nowait(message)
 
@@ -301,3 +365,35 @@ def _on_context_update(update: ContextUpdate, conv: Conversation) -> None:
         conv.system_instruction = update.system_instruction.text()
     if update.tools is not None:
         conv.set_tools(update.tools.tools)
+
+
+class _VoiceHooks:
+    """The session's answers to its voice input: speech barges in, a final transcript is a user turn."""
+
+    def __init__(
+        self, session: Session, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup
+    ) -> None:
+        self._session = session
+        self._conv = conv
+        self._engine = engine
+        self._tg = tg
+
+    async def speech_started(self) -> None:
+        voice = self._session._voice
+        if voice is not None and voice.setup.interrupts:
+            await self._session._interrupt()
+
+    async def transcribed(self, text: str) -> None:
+        session = self._session
+        voice = session._voice
+        if voice is not None and voice.setup.input_transcription:
+            heard = Transcription(text=text, finished=True)
+            await session._send(ServerMessage(server_content=ServerContent(input_transcription=heard)))
+        if not text:
+            return
+        if voice is not None and voice.setup.interrupts:
+            await session._interrupt()
+        elif session._turn is not None:
+            await asyncio.wait([session._turn])  # NO_INTERRUPTION: the answer finishes first
+        self._conv.add([Content(role="user", parts=[Part(text=text)])])
+        session._start_turn(self._conv, self._engine, self._tg)

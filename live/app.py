@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential
 from live.config import Settings
+from live.events import NO_EVENTS
 from live.rest import rest_router
 from live.services import Services
 from live.session import Session, SessionLimits
@@ -57,12 +59,16 @@ def create_app(
         nonlocal services
         services = make_services(settings)
         await services.executor.start()
+        if services.events is not None:
+            await services.events.start()
         tune_gc()
         try:
             if on_ready is not None:
                 on_ready()
             yield
         finally:
+            if services.events is not None:
+                await services.events.close()
             await services.executor.close()
             await services.backends.close()
 
@@ -92,7 +98,12 @@ def create_app(
         status = {"ready": "ok", "degraded": "degraded"}.get(sandbox.state, "unavailable")
         if status == "ok" and sandbox.isolation != "full":
             status = "degraded"
-        body = {"status": status, "models": s.backends.names(), "sandbox": sandbox.model_dump()}
+        body = {
+            "status": status,
+            "models": s.backends.names(),
+            "sandbox": sandbox.model_dump(),
+            "process": os.getpid(),  # with --workers N, which process answered
+        }
         return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
     @app.get("/metrics", include_in_schema=False)
@@ -121,14 +132,16 @@ def create_app(
             await transport.close(1008, UNREGISTERED_CALLER)
             return
         assert services is not None
+        session_id = uuid.uuid4().hex
         session = Session(
             transport,
             services.backends,
             services.executor,
             limits,
-            session_id=uuid.uuid4().hex,
+            session_id=session_id,
             api_version=match["version"],
             metrics=services.metrics,
+            events=services.events.session(session_id) if services.events else NO_EVENTS,
         )
         await session.serve()
 

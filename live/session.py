@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
+from live.events import NO_EVENTS, SessionEvents
 from live.metrics import Metrics
 from live.transport import Transport, TransportClosed
 from live.turns import Conversation, TurnEngine, TurnLimits
@@ -62,12 +63,14 @@ class Session:
         session_id: str,
         metrics: Metrics,
         api_version: str = "v1beta",
+        events: SessionEvents = NO_EVENTS,
     ) -> None:
         self.id = session_id
         self._metrics = metrics
         self._transport = transport
         self._backends = backends
-        self._executor = executor
+        self._events = events
+        self._executor = events.observe(executor)
         self._limits = limits
         self._api_version = api_version
         self._out: asyncio.Queue[ServerMessage | _Close] = asyncio.Queue()
@@ -95,6 +98,7 @@ class Session:
             await self._run(conv, engine)
         finally:
             self._metrics.sessions_active -= 1
+            self._events.closed()
         self._log.info("session ended")
 
     async def _run(self, conv: Conversation, engine: TurnEngine) -> None:
@@ -122,6 +126,7 @@ class Session:
         await self._transport.send(
             dump_server_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id)))
         )
+        self._events.opened(setup)
         self._log.info(
             "setup model=%s code_execution=%s functions=%d",
             conv.model,
@@ -195,6 +200,7 @@ class Session:
 
     def _start_turn(self, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup) -> None:
         self._metrics.turns_total += 1
+        self._events.turn_started()
         self._turn = tg.create_task(self._run_turn(conv, engine))
 
     async def _run_turn(self, conv: Conversation, engine: TurnEngine) -> None:
@@ -267,6 +273,7 @@ class Session:
                 await self._transport.send(data)
             except TransportClosed:
                 return
+            self._events.sent(item)
 
 
 def _conversation(setup: Setup) -> Conversation:

@@ -47,6 +47,7 @@ class Result(BaseModel):
     images: list[bytes] = Field(default_factory=list)  # PNG, one per open matplotlib figure
     files: list[File] = Field(default_factory=list)  # files the code wrote to its scratch dir
     duration_s: float = 0.0
+    worker: str = ""  # the remote worker that ran it (MqttPool); "" for this machine's pool
 
 
 HostCall = Callable[[str, dict[str, Any]], Awaitable[Any]]

@@ -9,7 +9,7 @@ import functools
 import importlib
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
@@ -25,8 +25,11 @@ from live.backends.scripted import ScriptedBackend
 from live.certs import write_certs
 from live.config import Settings, load_settings
 from live.events import EventBus
+from live.lifecycle import Lifecycle, LifecycleConfig
 from live.processes import listen, serve_processes
 from live.services import Services
+from live.store import open_store
+from live.tokens import KeyLimits
 from sandbox import Executor, LocalPool
 from sandbox.mqtt import MqttPool
 
@@ -58,11 +61,44 @@ def make_executor(settings: Settings) -> Executor:
     return MqttPool(settings.broker.config(settings.executor))
 
 
+def make_events(settings: Settings) -> EventBus | None:
+    if not settings.events:
+        return None
+    return EventBus(settings.broker.config(settings.events), settings.events_content)
+
+
+def make_lifecycle(settings: Settings) -> Lifecycle:
+    config = LifecycleConfig(
+        max_connection_s=settings.max_connection_s,
+        max_session_s=settings.max_session_s,
+        resumption_ttl_s=settings.resumption_ttl_s,
+        drain_grace_s=settings.drain_grace_s,
+    )
+    limits = KeyLimits(settings.max_sessions_per_key, settings.max_jobs_per_key)
+    return Lifecycle(config, open_store(settings.resumption_store), limits)
+
+
 def make_services(settings: Settings) -> Services:
-    events = None
-    if settings.events:
-        events = EventBus(settings.broker.config(settings.events), settings.events_content)
-    return Services(backends=make_backends(settings), executor=make_executor(settings), events=events)
+    return Services(
+        backends=make_backends(settings),
+        executor=make_executor(settings),
+        lifecycle=make_lifecycle(settings),
+        events=make_events(settings),
+    )
+
+
+class DrainingServer(uvicorn.Server):
+    """Before uvicorn closes every WebSocket (1012), stop listening and let sessions drain (goAway, 1001)."""
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self._drain = drain
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        await self._drain()
+        await super().shutdown(sockets)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -86,6 +122,13 @@ def serve(args: argparse.Namespace) -> int:
         "events": args.events,
         "events_content": args.events_content or None,
         "workers": args.workers,
+        "max_connection_s": args.max_connection_s,
+        "max_session_s": args.max_session_s,
+        "resumption_store": args.resumption_store,
+        "resumption_ttl_s": args.resumption_ttl_s,
+        "drain_grace_s": args.drain_grace_s,
+        "max_sessions_per_key": args.max_sessions_per_key,
+        "max_jobs_per_key": args.max_jobs_per_key,
     }
     broker = {
         "username": args.broker_username,
@@ -119,6 +162,7 @@ def serve(args: argparse.Namespace) -> int:
 def _run(settings: Settings, sock: socket.socket, ready: Callable[[], None]) -> None:
     """One server process on a listening socket, until SIGINT or SIGTERM."""
     app = create_app(settings, make_services, on_ready=ready)
+    drain: Callable[[], Awaitable[None]] = app.state.drain
     config = uvicorn.Config(
         app,
         ssl_certfile=settings.tls_cert,
@@ -129,7 +173,7 @@ def _run(settings: Settings, sock: socket.socket, ready: Callable[[], None]) -> 
     )
     # uvicorn shuts down in order on SIGINT/SIGTERM, then re-raises the signal: that is a normal exit.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+        asyncio.run(DrainingServer(config, drain).serve(sockets=[sock]))
 
 
 def certs(args: argparse.Namespace) -> int:
@@ -167,6 +211,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--broker-cert", type=Path, help="mqtts://: client certificate")
     s.add_argument("--broker-key", type=Path, help="mqtts://: client key")
     s.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
+    s.add_argument("--max-connection-s", type=float, help="goAway, then close, after this long (default 600)")
+    s.add_argument(
+        "--max-session-s",
+        type=float,
+        help="session length without context compression, over resumptions (default 900; 0: none)",
+    )
+    s.add_argument("--resumption-store", help="memory (default) or sqlite:PATH (shared, survives restarts)")
+    s.add_argument("--resumption-ttl-s", type=float, help="handles stay valid this long after a session ends")
+    s.add_argument("--drain-grace-s", type=float, help="on shutdown, time for running turns (default 10)")
+    s.add_argument("--max-sessions-per-key", type=int, help="concurrent Live sessions per API key")
+    s.add_argument("--max-jobs-per-key", type=int, help="concurrent code jobs per API key")
     s.add_argument("--log-level")
     s.add_argument("--config", type=Path, help="TOML file with the same settings")
     s.set_defaults(func=serve)

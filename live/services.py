@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from live.backends.registry import Backends
 from live.events import EventBus
+from live.lifecycle import Lifecycle
 from live.metrics import Metrics
 from sandbox import Executor
 
@@ -14,5 +15,6 @@ from sandbox import Executor
 class Services:
     backends: Backends
     executor: Executor
+    lifecycle: Lifecycle
     metrics: Metrics = field(default_factory=Metrics)
     events: EventBus | None = None  # --events: session events to an MQTT broker

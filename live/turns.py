@@ -10,6 +10,7 @@ import contextlib
 import logging
 import mimetypes
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,9 +144,16 @@ class TurnEngine:
         self._limits = limits
         self._emit = emit
         self._call_functions = call_functions
+        self._started: float | None = None  # the running turn's start, until its first content
+
+    def _content_sent(self) -> None:
+        if self._started is not None:
+            self._metrics.first_content.observe(time.perf_counter() - self._started)
+            self._started = None
 
     async def run(self, conv: Conversation) -> None:
         """Runs one turn to `turnComplete`. Cancelling it leaves what was already sent in the history."""
+        started = self._started = time.perf_counter()
         tokens = _Tokens()
         runs = failed_runs = 0
         while True:
@@ -164,7 +172,7 @@ class TurnEngine:
                 action = await self._read_step(conv, events, tokens)
             if isinstance(action, CodeCall) and request.code_execution:
                 result = await self._run_code(conv, action.code)
-                self._metrics.code_runs[result.outcome.value] += 1
+                self._metrics.code_runs.labels(outcome=result.outcome.value).inc()
                 runs += 1
                 failed_runs += result.outcome != Outcome.OK
             elif isinstance(action, FunctionCalls):
@@ -175,11 +183,12 @@ class TurnEngine:
                 conv.history.append(Content(role="user", parts=answers))
             else:
                 break
-        self._metrics.response_tokens_total += tokens.response
+        self._metrics.response_tokens.inc(tokens.response)
         await self._emit(ServerMessage(server_content=ServerContent(generation_complete=True)))
         await self._emit(
             ServerMessage(server_content=ServerContent(turn_complete=True), usage_metadata=tokens.metadata())
         )
+        self._metrics.turn_duration.observe(time.perf_counter() - started)
 
     async def _read_step(
         self, conv: Conversation, events: AsyncIterator[ModelEvent], tokens: _Tokens
@@ -188,6 +197,7 @@ class TurnEngine:
         async for event in events:
             if isinstance(event, TextDelta) and event.text:
                 _append_text(conv, event.text)
+                self._content_sent()
                 for start in range(0, len(event.text), MAX_TEXT_CHARS):
                     piece = event.text[start : start + MAX_TEXT_CHARS]
                     await self._emit(model_message(Part(text=piece)))
@@ -202,6 +212,7 @@ class TurnEngine:
     async def _run_code(self, conv: Conversation, code: str) -> Result:
         call = ExecutableCode(language="PYTHON", code=code)
         _model_content(conv).parts.append(Part(executable_code=call))
+        self._content_sent()
         await self._emit(model_message(Part(executable_code=call)))
         job = Job(
             code=code,
@@ -211,6 +222,8 @@ class TurnEngine:
             session=conv.session,
         )
         result = await self._executor.run(job, self._host_call)
+        self._metrics.code_execution.observe(result.duration_s)
+        self._metrics.sandbox_queue_wait.observe(result.queue_wait_s)
         blobs, notes = _inline_results(result)
         output = _cap(result.output, self._limits.max_output_chars) + notes
         parts = [Part(code_execution_result=CodeExecutionResult(outcome=result.outcome.value, output=output))]

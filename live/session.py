@@ -6,6 +6,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from live import parity
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
 from live.events import NO_EVENTS, SessionEvents
@@ -120,9 +121,11 @@ class Session:
     async def _handshake(self) -> tuple[Conversation, TurnEngine]:
         raw = await asyncio.wait_for(self._transport.recv(), self._limits.setup_timeout_s)
         self._check_size(raw)
-        setup = parse_client_message(raw).setup
+        message = parse_client_message(raw)
+        setup = message.setup
         if setup is None:
             raise ProtocolError(1007, "Invalid request: the first message must be setup.")
+        parity.check(message)  # what openlive does not do is refused, naming the field
         setup = await self._life.admit(setup)
         backend = self._backends.resolve(setup.model, self._api_version)
         conv = _conversation(setup)
@@ -163,6 +166,7 @@ class Session:
             try:
                 self._check_size(raw)
                 message = parse_client_message(raw)
+                parity.check(message)
                 await self._dispatch(message, conv, engine, tg)
             except ProtocolError as exc:
                 self._log.info("closing code=%d reason=%r", exc.code, exc.reason)

@@ -11,9 +11,6 @@ code shown, not the model's arithmetic.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import tempfile
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +22,7 @@ import pytest
 from google.genai import errors, types
 
 from tests.conftest import Server, start_server
-from tests.live_helpers import SEED_PROMPT, Turn, ask, record
+from tests.live_helpers import SEED_PROMPT, Turn, ask, assert_real_result, record
 from tests.llama_upstream import Upstream, free_port, start_upstream
 
 pytestmark = pytest.mark.llama
@@ -144,43 +141,24 @@ def config(*tools: Any, max_tokens: int = 256) -> types.LiveConnectConfig:
     )
 
 
-def run_locally(code: str) -> subprocess.CompletedProcess[str]:
-    with tempfile.TemporaryDirectory() as scratch:
-        return subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, cwd=scratch, timeout=60
-        )
-
-
 def assert_one_real_run(turn: Turn) -> None:
     """One code block, then its real result, then the model's answer to the end of the turn."""
     kinds = turn.kinds()
     assert kinds.count("code") == 1 and kinds[kinds.index("code") + 1] == "result", turn.events
     assert kinds[-2:] == ["generation_complete", "turn_complete"]
     ((code,), ((outcome, output),)) = turn.of("code"), turn.of("result")
-    local = run_locally(code)
-    if outcome == types.Outcome.OUTCOME_OK:
-        assert (local.returncode, output) == (0, local.stdout)
-    else:  # the same error, e.g. "ZeroDivisionError: division by zero"
-        assert outcome == types.Outcome.OUTCOME_FAILED and local.returncode != 0
-        assert local.stderr.strip().splitlines()[-1] in output
+    assert_real_result(code, outcome, output)
 
 
-async def test_seed_example_in_tools_mode(openai_server: Server) -> None:
+@pytest.mark.parametrize("model", ["smollm2-tools", "smollm2"], ids=["tools-mode", "fenced-mode"])
+async def test_seed_example_runs_real_code(openai_server: Server, model: str) -> None:
     async with openai_server.client().aio.live.connect(
-        model="smollm2-tools", config=config({"code_execution": {}})
+        model=model, config=config({"code_execution": {}})
     ) as session:
         turn = await ask(session, SEED_PROMPT)
     assert_one_real_run(turn)
-
-
-async def test_seed_example_in_fenced_mode(openai_server: Server) -> None:
-    async with openai_server.client().aio.live.connect(
-        model="smollm2", config=config({"code_execution": {}})
-    ) as session:
-        turn = await ask(session, SEED_PROMPT)
-    assert_one_real_run(turn)
-    before_code = turn.events[: [kind for kind, _ in turn.events].index("code")]
-    assert not any("```" in str(value) for _, value in before_code)  # the block became executableCode
+    before_code = turn.events[: turn.kinds().index("code")]
+    assert not any("```" in str(value) for _, value in before_code)  # a fenced block became executableCode
 
 
 async def test_function_call_goes_to_the_client_and_its_answer_back_upstream(

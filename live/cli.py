@@ -9,6 +9,7 @@ import functools
 import importlib
 import socket
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -152,8 +153,14 @@ def serve(args: argparse.Namespace) -> int:
         print(f"openlive listening on {settings.scheme}://{shown_host}:{port}", flush=True)
 
     if settings.workers > 1:
-        run_one = functools.partial(_run, settings)
-        return serve_processes(settings.host, settings.port, settings.workers, run_one, announce)
+        with tempfile.TemporaryDirectory(prefix="openlive-") as scratch:
+            if settings.resumption_store == "memory":
+                # Each process's memory is its own: resumption and tokens must be seen by all of them.
+                store = f"sqlite:{Path(scratch) / 'sessions.sqlite'}"
+                settings = settings.model_copy(update={"resumption_store": store})
+                print(f"openlive: {settings.workers} processes share {store}", file=sys.stderr, flush=True)
+            run_one = functools.partial(_run, settings)
+            return serve_processes(settings.host, settings.port, settings.workers, run_one, announce)
     sock = listen(settings.host, settings.port)
     _run(settings, sock, lambda: announce(sock.getsockname()[1]))
     return 0

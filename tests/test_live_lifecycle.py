@@ -13,7 +13,7 @@ import pytest
 import yaml
 from google.genai import errors, live, types
 
-from live.lifecycle import CONNECTION_LIMIT_REASON, SHUTDOWN_REASON
+from live.lifecycle import CONNECTION_LIMIT_REASON, SESSION_LIMIT_REASON, SHUTDOWN_REASON
 from live.resumption import SESSION_EXPIRED
 from tests.conftest import Server, start_server
 from tests.live_helpers import CODE_TOOLS, Turn, record
@@ -248,3 +248,34 @@ async def test_shutdown_drains_sessions(certs: Path, tmp_path: Path) -> None:
     assert log.turn.of("go_away") == ["20s"]
     assert log.turn.of("result")[0][1].strip() == "rested"  # the running turn finished
     assert error.code == 1001 and error.details == SHUTDOWN_REASON
+
+
+async def test_a_session_without_compression_ends_at_its_length_limit(certs: Path, tmp_path: Path) -> None:
+    srv = serve(certs, tmp_path, "memory", "--max-connection-s", "600", "--max-session-s", "4")
+    squeeze = types.ContextWindowCompressionConfig(sliding_window=types.SlidingWindow())
+    loop = asyncio.get_running_loop()
+    try:
+        client = srv.client()
+        async with client.aio.live.connect(
+            model=MODEL, config=config(context_window_compression=squeeze)
+        ) as kept:
+            first = Log()
+            async with client.aio.live.connect(model=MODEL, config=config()) as session:
+                started = loop.time()
+                await first.until(session, "update")
+                await first.ask(session, "remember 3")
+            resumed = Log()  # the limit counts from the session's start, across resumptions
+            resuming = loop.time()
+            async with client.aio.live.connect(model=MODEL, config=config(first.handles[-1])) as session:
+                error = await closed(session, resumed)
+            ended = loop.time()
+            compressed = Log()  # a session with compression has no length limit
+            await compressed.ask(kept, "say still here")
+    finally:
+        srv.stop()
+    assert error.code == 1008 and error.details == SESSION_LIMIT_REASON
+    assert [k for k, _ in resumed.turn.events] == ["update", "go_away"]
+    (time_left,) = resumed.turn.of("go_away")  # what is left of the first connection's 4 s, no more
+    assert float(time_left[:-1]) <= 4 - (resuming - started) + 0.01
+    assert 3.5 <= ended - started <= 6.0
+    assert "ok still here" in compressed.turn.text()

@@ -23,6 +23,7 @@ from live.backends.scripted import ScriptedBackend
 from live.certs import write_certs
 from live.config import Settings, load_settings
 from live.lifecycle import Lifecycle, LifecycleConfig
+from live.metrics import Metrics
 from live.services import Services
 from live.store import open_store
 from live.tokens import KeyLimits
@@ -50,7 +51,7 @@ def make_backends(settings: Settings) -> Backends:
     return Backends(backends, aliases={p: t or primary for p, t in settings.model_aliases.items()})
 
 
-def make_lifecycle(settings: Settings) -> Lifecycle:
+def make_lifecycle(settings: Settings, metrics: Metrics) -> Lifecycle:
     config = LifecycleConfig(
         max_connection_s=settings.max_connection_s,
         max_session_s=settings.max_session_s,
@@ -58,14 +59,16 @@ def make_lifecycle(settings: Settings) -> Lifecycle:
         drain_grace_s=settings.drain_grace_s,
     )
     limits = KeyLimits(settings.max_sessions_per_key, settings.max_jobs_per_key)
-    return Lifecycle(config, open_store(settings.resumption_store), limits)
+    return Lifecycle(config, open_store(settings.resumption_store), limits, metrics)
 
 
 def make_services(settings: Settings) -> Services:
+    metrics = Metrics()
     return Services(
         backends=make_backends(settings),
         executor=LocalPool(settings.sandbox),
-        lifecycle=make_lifecycle(settings),
+        lifecycle=make_lifecycle(settings, metrics),
+        metrics=metrics,
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from live import parity
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
+from live.events import NO_EVENTS, SessionEvents
 from live.lifecycle import SessionLife
 from live.metrics import Metrics
 from live.transport import Transport, TransportClosed
@@ -65,13 +66,15 @@ class Session:
         metrics: Metrics,
         life: SessionLife,
         api_version: str = "v1beta",
+        events: SessionEvents = NO_EVENTS,
     ) -> None:
         self.id = session_id
         self._life = life  # limits, goAway, resumption, compression (live/lifecycle.py)
         self._metrics = metrics
         self._transport = transport
         self._backends = backends
-        self._executor = executor
+        self._events = events
+        self._executor = events.observe(executor)
         self._limits = limits
         self._api_version = api_version
         self._out: asyncio.Queue[ServerMessage | _Close] = asyncio.Queue()
@@ -100,6 +103,7 @@ class Session:
         finally:
             self._metrics.sessions_active.dec()
             await self._life.end()
+            self._events.closed()
         self._log.info("session ended")
 
     async def _run(self, conv: Conversation, engine: TurnEngine) -> None:
@@ -133,6 +137,7 @@ class Session:
         await self._transport.send(
             dump_server_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id)))
         )
+        self._events.opened(setup)
         self._log.info(
             "setup model=%s code_execution=%s functions=%d",
             conv.model,
@@ -207,6 +212,7 @@ class Session:
 
     def _start_turn(self, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup) -> None:
         self._metrics.turns.inc()
+        self._events.turn_started()
         self._turn = tg.create_task(self._run_turn(conv, engine))
 
     async def _run_turn(self, conv: Conversation, engine: TurnEngine) -> None:
@@ -288,6 +294,7 @@ class Session:
                 await self._transport.send(data)
             except TransportClosed:
                 return
+            self._events.sent(item)
 
 
 def _conversation(setup: Setup) -> Conversation:

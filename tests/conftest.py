@@ -139,3 +139,18 @@ def test_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def semantics_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The script for turn and call semantics (slow text, a 20 s job, NON_BLOCKING calls)."""
+    srv = start_server(
+        certs,
+        tmp_path_factory.mktemp("logs") / "semantics-server.log",
+        "--backend",
+        "scripted",
+        "--script",
+        str(DATA / "semantics_script.yaml"),
+    )
+    yield srv
+    srv.stop()

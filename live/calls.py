@@ -63,6 +63,11 @@ class CallScheduler:
         self._open: dict[str, str] = {}  # NON_BLOCKING call id -> function name
 
     @property
+    def open(self) -> bool:
+        """Some call, BLOCKING or NON_BLOCKING, may still get a result."""
+        return bool(self._waiting or self._open)
+
+    @property
     def waiting(self) -> bool:
         """A turn is held by unanswered BLOCKING calls (new input then queues behind it)."""
         return bool(self._waiting)

@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
@@ -21,7 +22,10 @@ from live.backends.registry import Backends
 from live.backends.scripted import ScriptedBackend
 from live.certs import write_certs
 from live.config import Settings, load_settings
+from live.lifecycle import Lifecycle, LifecycleConfig
 from live.services import Services
+from live.store import open_store
+from live.tokens import KeyLimits
 from sandbox import LocalPool
 
 
@@ -46,8 +50,37 @@ def make_backends(settings: Settings) -> Backends:
     return Backends(backends, aliases={p: t or primary for p, t in settings.model_aliases.items()})
 
 
+def make_lifecycle(settings: Settings) -> Lifecycle:
+    config = LifecycleConfig(
+        max_connection_s=settings.max_connection_s,
+        max_session_s=settings.max_session_s,
+        resumption_ttl_s=settings.resumption_ttl_s,
+        drain_grace_s=settings.drain_grace_s,
+    )
+    limits = KeyLimits(settings.max_sessions_per_key, settings.max_jobs_per_key)
+    return Lifecycle(config, open_store(settings.resumption_store), limits)
+
+
 def make_services(settings: Settings) -> Services:
-    return Services(backends=make_backends(settings), executor=LocalPool(settings.sandbox))
+    return Services(
+        backends=make_backends(settings),
+        executor=LocalPool(settings.sandbox),
+        lifecycle=make_lifecycle(settings),
+    )
+
+
+class DrainingServer(uvicorn.Server):
+    """Before uvicorn closes every WebSocket (1012), stop listening and let sessions drain (goAway, 1001)."""
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self._drain = drain
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        await self._drain()
+        await super().shutdown(sockets)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -77,6 +110,13 @@ def serve(args: argparse.Namespace) -> int:
         "upstream_model": args.upstream_model,
         "upstream_key": args.upstream_key,
         "upstream_code_mode": args.upstream_code_mode,
+        "max_connection_s": args.max_connection_s,
+        "max_session_s": args.max_session_s,
+        "resumption_store": args.resumption_store,
+        "resumption_ttl_s": args.resumption_ttl_s,
+        "drain_grace_s": args.drain_grace_s,
+        "max_sessions_per_key": args.max_sessions_per_key,
+        "max_jobs_per_key": args.max_jobs_per_key,
     }
     settings = load_settings(overrides, args.config)
     logs.configure(settings.log_level)
@@ -90,6 +130,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"openlive listening on {settings.scheme}://{shown_host}:{port}", flush=True)
 
     app = create_app(settings, make_services, on_ready=ready)
+    drain: Callable[[], Awaitable[None]] = app.state.drain
     config = uvicorn.Config(
         app,
         ssl_certfile=settings.tls_cert,
@@ -100,7 +141,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     # uvicorn shuts down in order on SIGINT/SIGTERM, then re-raises the signal: that is a normal exit.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+        asyncio.run(DrainingServer(config, drain).serve(sockets=[sock]))
     return 0
 
 
@@ -131,6 +172,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--upstream-key", help="the upstream's API key; env OPENLIVE_UPSTREAM_KEY")
     s.add_argument("--upstream-code-mode", choices=["tools", "fenced"], help="how the upstream runs code")
     s.add_argument("--code-deadline", type=float, help="seconds a code block may run (default 30)")
+    s.add_argument("--max-connection-s", type=float, help="goAway, then close, after this long (default 600)")
+    s.add_argument(
+        "--max-session-s",
+        type=float,
+        help="session length without context compression, over resumptions (default 900; 0: none)",
+    )
+    s.add_argument("--resumption-store", help="memory (default) or sqlite:PATH (shared, survives restarts)")
+    s.add_argument("--resumption-ttl-s", type=float, help="handles stay valid this long after a session ends")
+    s.add_argument("--drain-grace-s", type=float, help="on shutdown, time for running turns (default 10)")
+    s.add_argument("--max-sessions-per-key", type=int, help="concurrent Live sessions per API key")
+    s.add_argument("--max-jobs-per-key", type=int, help="concurrent code jobs per API key")
     s.add_argument("--log-level")
     s.add_argument("--config", type=Path, help="TOML file with the same settings")
     s.set_defaults(func=serve)

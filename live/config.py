@@ -49,6 +49,22 @@ class Settings(BaseSettings):
     sandbox: PoolConfig = Field(default_factory=PoolConfig)  # TOML [sandbox]; env OPENLIVE_SANDBOX__SLOTS=4
     log_level: str = "info"
 
+    # Session lifecycle (live/lifecycle.py): connection and session limits, resumption, shutdown drain.
+    max_connection_s: float = Field(600.0, gt=0)  # goAway, then close 1008, as Google after ~10 min
+    max_session_s: float = Field(900.0, ge=0)  # sessions without context compression; 0 = unlimited
+    resumption_store: str = "memory"  # or sqlite:PATH (shared by processes, survives restarts)
+    resumption_ttl_s: float = Field(7200.0, gt=0)  # handles work this long after the session ends
+    drain_grace_s: float = Field(10.0, ge=0)  # on shutdown, how long running turns may finish
+    max_sessions_per_key: int = Field(0, ge=0)  # concurrent Live sessions per API key; 0 = unlimited
+    max_jobs_per_key: int = Field(0, ge=0)  # concurrent code jobs per API key; 0 = unlimited
+
+    @field_validator("resumption_store")
+    @classmethod
+    def _store_spec(cls, value: str) -> str:
+        if value != "memory" and not (value.startswith("sqlite:") and len(value) > len("sqlite:")):
+            raise ValueError("must be 'memory' or 'sqlite:PATH'")
+        return value
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:

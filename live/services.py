@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from live.backends.registry import Backends
+from live.lifecycle import Lifecycle
 from live.metrics import Metrics
 from sandbox import Executor
 
@@ -13,4 +14,5 @@ from sandbox import Executor
 class Services:
     backends: Backends
     executor: Executor
+    lifecycle: Lifecycle
     metrics: Metrics = field(default_factory=Metrics)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from live.activity import Activity, check_setup
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
 from live.calls import CallScheduler, Scheduling
+from live.lifecycle import SessionLife
 from live.metrics import Metrics
 from live.transport import Transport, TransportClosed
 from live.turns import Conversation, TurnEngine, TurnLimits, TurnUsage
@@ -79,9 +81,11 @@ class Session:
         limits: SessionLimits,
         session_id: str,
         metrics: Metrics,
+        life: SessionLife,
         api_version: str = "v1beta",
     ) -> None:
         self.id = session_id
+        self._life = life  # limits, goAway, resumption, compression (live/lifecycle.py)
         self._metrics = metrics
         self._transport = transport
         self._backends = backends
@@ -117,9 +121,12 @@ class Session:
             await asyncio.wait([turn])
             return False
         self._interrupting = True
-        self._log.info("interrupting turn: %s", reason)
+        started = time.perf_counter()
         turn.cancel()
         await asyncio.wait([turn])
+        took = time.perf_counter() - started
+        self._metrics.interruption.observe(took)
+        self._log.info("interrupted turn (%s) in %.1f ms", reason, took * 1000)
         return True
 
     async def user_input(
@@ -152,29 +159,32 @@ class Session:
             live = await self._handshake()
         except (ProtocolError, BackendError) as exc:
             self._log.info("setup rejected code=%d reason=%r", exc.code, exc.reason)
-            self._metrics.closes[exc.code] += 1
+            self._metrics.closes.labels(code=exc.code).inc()
             await self._transport.close(exc.code, exc.reason)
             return
         except (TransportClosed, TimeoutError):
-            self._metrics.closes[1008] += 1
+            self._metrics.closes.labels(code=1008).inc()
             await self._transport.close(1008, "No setup message received.")
             return
-        self._metrics.sessions_total += 1
-        self._metrics.sessions_active += 1
+        self._metrics.sessions.inc()
+        self._metrics.sessions_active.inc()
         try:
             await self._run(live)
         finally:
-            self._metrics.sessions_active -= 1
+            self._metrics.sessions_active.dec()
+            await self._life.end()
         self._log.info("session ended")
 
     async def _run(self, live: _Live) -> None:
         self._live = live
         async with asyncio.TaskGroup() as tg:
             writer = tg.create_task(self._write())
+            life = tg.create_task(self._life.run())
             turns = tg.create_task(self._serve_turns(live))
             try:
                 await self._read(live)
             finally:
+                life.cancel()
                 turns.cancel()
                 if self._turn is not None:
                     self._turn.cancel()
@@ -188,6 +198,7 @@ class Session:
         setup = parse_client_message(raw).setup
         if setup is None:
             raise ProtocolError(1007, "Invalid request: the first message must be setup.")
+        setup = await self._life.admit(setup)
         check_setup(setup)
         backend = self._backends.resolve(setup.model, self._api_version)
         conv = _conversation(setup)
@@ -202,6 +213,7 @@ class Session:
             Activity(setup.realtime_input_config, self),
             seeding=bool(history and history.initial_history_in_client_content),
         )
+        self._life.attach(conv, backend, self._emit, self._close, self._busy)
         await self._transport.send(
             dump_server_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id)))
         )
@@ -278,7 +290,7 @@ class Session:
             if not item.respond:
                 continue
             await self._floor.wait()
-            self._metrics.turns_total += 1
+            self._metrics.turns.inc()
             self._turn = asyncio.create_task(self._run_turn(live, TurnUsage()))
             await asyncio.wait([self._turn])
             self._turn = None
@@ -286,22 +298,33 @@ class Session:
 
     async def _run_turn(self, live: _Live, usage: TurnUsage) -> None:
         try:
+            await self._life.before_turn()
             await live.engine.run(live.conv, usage)
+            self._life.after_turn(resumable=not live.calls.open)
         except asyncio.CancelledError:
             if self._interrupting:  # not the session ending
-                self._metrics.interruptions_total += 1
+                self._metrics.interruptions.inc()
                 self._send(ServerMessage(server_content=ServerContent(interrupted=True)))
                 self._send(
                     ServerMessage(
                         server_content=ServerContent(turn_complete=True), usage_metadata=usage.metadata()
                     )
                 )
+        except ProtocolError as exc:  # the history no longer fits the model's window
+            self._log.info("closing code=%d reason=%r", exc.code, exc.reason)
+            self._close(exc.code, exc.reason)
         except BackendError as exc:
             self._log.warning("backend error code=%d reason=%r", exc.code, exc.reason)
             self._close(exc.code, exc.reason)
         except Exception:
             self._log.exception("turn failed")
             self._close(1011, INTERNAL_ERROR)
+
+    def _busy(self) -> bool:
+        """A turn, a code job or a function call is in flight, or input waits: not resumable now."""
+        running = self._turn is not None and not self._turn.done()
+        calls = self._live is not None and self._live.calls.open
+        return running or calls or not self._inbox.empty()
 
     # --- writing ----------------------------------------------------------------------------------
 
@@ -317,7 +340,7 @@ class Session:
         """Closes after what is already queued has been sent."""
         if not self._closing:
             self._closing = True
-            self._metrics.closes[code] += 1
+            self._metrics.closes.labels(code=code).inc()
             self._out.put_nowait(_Close(code, reason))
 
     async def _write(self) -> None:

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import mimetypes
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,10 +180,17 @@ class TurnEngine:
         self._limits = limits
         self._emit = emit
         self._call_functions = call_functions
+        self._started: float | None = None  # the running turn's start, until its first content
+
+    def _content_sent(self) -> None:
+        if self._started is not None:
+            self._metrics.first_content.observe(time.perf_counter() - self._started)
+            self._started = None
 
     async def run(self, conv: Conversation, usage: TurnUsage | None = None) -> None:
         """Runs one turn to `turnComplete`. Cancelling it leaves what was already sent in the history;
         `usage` (the caller's, so an interrupted turn can report it) collects the turn's token counts."""
+        started = self._started = time.perf_counter()
         usage = usage if usage is not None else TurnUsage()
         runs = failed_runs = model_calls = 0
         reason: str | None = None
@@ -205,7 +213,7 @@ class TurnEngine:
             model_calls += 1
             if isinstance(action, CodeCall) and request.code_execution:
                 result = await self._run_code(conv, action.code)
-                self._metrics.code_runs[result.outcome.value] += 1
+                self._metrics.code_runs.labels(outcome=result.outcome.value).inc()
                 runs += 1
                 failed_runs += result.outcome != Outcome.OK
             elif isinstance(action, FunctionCalls):
@@ -226,7 +234,7 @@ class TurnEngine:
             if model_calls >= self._limits.max_model_calls:
                 reason = MAX_REGENERATION_REACHED
                 break
-        self._metrics.response_tokens_total += usage.response
+        self._metrics.response_tokens.inc(usage.response)
         await self._emit(ServerMessage(server_content=ServerContent(generation_complete=True)))
         await self._emit(
             ServerMessage(
@@ -234,6 +242,7 @@ class TurnEngine:
                 usage_metadata=usage.metadata(),
             )
         )
+        self._metrics.turn_duration.observe(time.perf_counter() - started)
 
     async def _read_step(
         self, conv: Conversation, events: AsyncIterator[ModelEvent], usage: TurnUsage
@@ -242,6 +251,7 @@ class TurnEngine:
         async for event in events:
             if isinstance(event, TextDelta) and event.text:
                 _append_text(conv, event.text)
+                self._content_sent()
                 for start in range(0, len(event.text), MAX_TEXT_CHARS):
                     piece = event.text[start : start + MAX_TEXT_CHARS]
                     await self._emit(model_message(Part(text=piece)))
@@ -256,6 +266,7 @@ class TurnEngine:
     async def _run_code(self, conv: Conversation, code: str) -> Result:
         call = ExecutableCode(language="PYTHON", code=code)
         _model_content(conv).parts.append(Part(executable_code=call))
+        self._content_sent()
         await self._emit(model_message(Part(executable_code=call)))
         job = Job(
             code=code,
@@ -265,6 +276,8 @@ class TurnEngine:
             session=conv.session,
         )
         result = await self._executor.run(job, self._host_call)
+        self._metrics.code_execution.observe(result.duration_s)
+        self._metrics.sandbox_queue_wait.observe(result.queue_wait_s)
         blobs, notes = _inline_results(result)
         output = _cap(result.output, self._limits.max_output_chars) + notes
         parts = [Part(code_execution_result=CodeExecutionResult(outcome=result.outcome.value, output=output))]

@@ -14,7 +14,7 @@ import pytest
 from google.genai import live, types
 
 from tests.conftest import Server
-from tests.live_helpers import Turn, receive_turn, receive_until, text_config
+from tests.live_helpers import Turn, receive_turn, receive_until, scrape, text_config
 
 pytestmark = pytest.mark.timeout(60)  # a lost message hangs a receive: fail instead
 MODEL = "gemini-live-2.5-flash-preview"
@@ -130,14 +130,20 @@ async def test_interrupting_a_20_second_job_kills_its_tree(
             function_responses=[types.FunctionResponse(id=started.id, name=started.name, response={})]
         )
         tree = job_tree(marker)
+        before = scrape(semantics_server.url, semantics_server.ssl_context())
         sent_at = time.monotonic()
         await interrupter(session)
         gone_at = wait_exited(tree, timeout_s=5)
         await receive_turn(session, turn)
         after = await next_turn(session, interrupter)
+    measured = scrape(semantics_server.url, semantics_server.ssl_context())
     assert gone_at - sent_at < KILL_WITHIN_S, (
         f"job tree lived {gone_at - sent_at:.3f} s after the interruption"
     )
+    # The server's own measure of this interruption (the stream stopped, the processes reaped).
+    for series in ("count", 'bucket{le="0.1"}'):
+        key = f"openlive_interruption_seconds_{series}"
+        assert measured[key] - before.get(key, 0) == 1
     assert turn.kinds() == ["code", "tool_call", "interrupted", "turn_complete"]
     (usage,) = turn.of("turn_complete")
     (code,) = turn.of("code")

@@ -5,8 +5,8 @@ With automatic activity detection (the default) each `realtimeInput.text` is a w
 `activityEnd`: text between them is the turn; text sent outside them joins the next turn under
 `turnCoverage: TURN_INCLUDES_ALL_INPUT`; under the default, TURN_INCLUDES_ONLY_ACTIVITY, it would belong
 to no turn, so it is refused rather than lost. The start of activity interrupts the model's turn unless
-`activityHandling` is NO_INTERRUPTION; either way no new turn starts while an activity is open. Audio and
-video have no consumer yet, so they are refused, as is audio output.
+`activityHandling` is NO_INTERRUPTION; either way no new turn starts while an activity is open. (Audio
+and video are refused by `live/parity.py` until voice lands.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from protocol import Content, Part, ProtocolError, RealtimeInput, RealtimeInputConfig, Setup
+from protocol import Content, Part, ProtocolError, RealtimeInput, RealtimeInputConfig
 
 log = logging.getLogger("openlive.activity")
 
@@ -29,7 +29,6 @@ _COVERAGE = {
     ALL_INPUT,
     "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO",  # for text, the same as ONLY_ACTIVITY
 }
-_NO_MEDIA = "is not supported: openlive has no audio or video input yet."
 
 
 class Turns(Protocol):
@@ -46,26 +45,16 @@ class Turns(Protocol):
         ...
 
 
-def check_setup(setup: Setup) -> None:
-    """Refuses, naming the field, the realtime configuration and modalities openlive cannot honour."""
-    modalities = (setup.generation_config.response_modalities if setup.generation_config else None) or []
-    if any(m.upper() == "AUDIO" for m in modalities):
-        raise ProtocolError(1008, "generationConfig.responseModalities AUDIO is not supported: use TEXT.")
-    config = setup.realtime_input_config
-    if config is None:
-        return
-    if config.activity_handling not in _HANDLING:
-        raise ProtocolError(
-            1007, f"Invalid realtimeInputConfig.activityHandling {config.activity_handling!r}."
-        )
-    if config.turn_coverage not in _COVERAGE:
-        raise ProtocolError(1007, f"Invalid realtimeInputConfig.turnCoverage {config.turn_coverage!r}.")
-
-
 class Activity:
     """One session's realtime input; a voice pipeline reports speech through `start` and `end` too."""
 
     def __init__(self, config: RealtimeInputConfig | None, turns: Turns) -> None:
+        if config is not None and config.activity_handling not in _HANDLING:
+            raise ProtocolError(
+                1007, f"Invalid realtimeInputConfig.activityHandling {config.activity_handling!r}."
+            )
+        if config is not None and config.turn_coverage not in _COVERAGE:
+            raise ProtocolError(1007, f"Invalid realtimeInputConfig.turnCoverage {config.turn_coverage!r}.")
         detection = config.automatic_activity_detection if config else None
         self.automatic = not (detection and detection.disabled)
         self.interrupts = (config.activity_handling if config else None) != NO_INTERRUPTION
@@ -75,15 +64,8 @@ class Activity:
         self._parts: list[Part] = []  # of the turn being gathered
 
     async def receive(self, rt: RealtimeInput) -> None:
-        """One `realtimeInput` message (the SDK sets one field; a raw client may set several)."""
-        for name, value in (
-            ("audio", rt.audio),
-            ("video", rt.video),
-            ("mediaChunks", rt.media_chunks),
-            ("audioStreamEnd", rt.audio_stream_end),
-        ):
-            if value is not None:
-                raise ProtocolError(1008, f"realtimeInput.{name} {_NO_MEDIA}")
+        """One `realtimeInput` message (the SDK sets one field; a raw client may set several): text and
+        activity marks; the media fields never get here (refused until voice lands)."""
         if (rt.activity_start is not None or rt.activity_end is not None) and self.automatic:
             raise ProtocolError(
                 1007,

@@ -145,6 +145,13 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def parity(_: argparse.Namespace) -> int:
+    from live.parity import document  # reads the installed google-genai SDK (a test dependency)
+
+    sys.stdout.write(document())
+    return 0
+
+
 def certs(args: argparse.Namespace) -> int:
     for path in write_certs(args.dir):
         print(path)
@@ -190,6 +197,9 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("certs", help="write a local CA and a localhost certificate")
     c.add_argument("dir", type=Path)
     c.set_defaults(func=certs)
+
+    p = sub.add_parser("parity", help="print docs/parity.md: what openlive does with each protocol field")
+    p.set_defaults(func=parity)
 
     # Listed for --help; main() hands their arguments to the module that owns them.
     sub.add_parser("sandbox", help="run code through the sandbox pool (openlive sandbox --help)")

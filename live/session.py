@@ -7,7 +7,8 @@ import logging
 import time
 from dataclasses import dataclass
 
-from live.activity import Activity, check_setup
+from live import parity
+from live.activity import Activity
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
 from live.calls import CallScheduler, Scheduling
@@ -195,11 +196,12 @@ class Session:
     async def _handshake(self) -> _Live:
         raw = await asyncio.wait_for(self._transport.recv(), self._limits.setup_timeout_s)
         self._check_size(raw)
-        setup = parse_client_message(raw).setup
+        message = parse_client_message(raw)
+        setup = message.setup
         if setup is None:
             raise ProtocolError(1007, "Invalid request: the first message must be setup.")
+        parity.check(message)  # what openlive does not do is refused, naming the field
         setup = await self._life.admit(setup)
-        check_setup(setup)
         backend = self._backends.resolve(setup.model, self._api_version)
         conv = _conversation(setup)
         conv.session = self.id
@@ -246,7 +248,9 @@ class Session:
                 return
             try:
                 self._check_size(raw)
-                await self._dispatch(parse_client_message(raw), live)
+                message = parse_client_message(raw)
+                parity.check(message)
+                await self._dispatch(message, live)
             except ProtocolError as exc:
                 self._log.info("closing code=%d reason=%r", exc.code, exc.reason)
                 self._close(exc.code, exc.reason)

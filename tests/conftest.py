@@ -19,6 +19,7 @@ from google import genai
 from google.genai import types
 
 from live.backends.scripted import DEFAULT_SCRIPT
+from tests.llama_upstream import Upstream, start_upstream
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -154,3 +155,15 @@ def semantics_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     )
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def tools_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    """One real OpenAI-compatible upstream (llama_cpp.server, SmolLM2, tool calling) for every test that
+    needs one: it takes seconds to start and holds the model in memory."""
+    pytest.importorskip("llama_cpp.server")
+    upstream = start_upstream(
+        tmp_path_factory.mktemp("up") / "tools.log", chat_format="chatml-function-calling"
+    )
+    yield upstream
+    upstream.kill()

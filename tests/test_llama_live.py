@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +9,7 @@ import pytest
 from google.genai import types
 
 from tests.conftest import Server, start_server
-from tests.live_helpers import ask, receive_turn, scrape
+from tests.live_helpers import ask, assert_real_result, receive_turn, scrape
 
 pytestmark = pytest.mark.llama
 
@@ -22,14 +19,6 @@ def llama_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     srv = start_server(certs, tmp_path_factory.mktemp("logs") / "llama.log")  # the default backend
     yield srv
     srv.stop()
-
-
-def run_locally(code: str) -> str:
-    with tempfile.TemporaryDirectory() as scratch:
-        done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, cwd=scratch, timeout=60
-        )
-    return done.stdout
 
 
 async def test_llama_writes_code_that_really_runs(llama_server: Server) -> None:
@@ -53,10 +42,7 @@ async def test_llama_writes_code_that_really_runs(llama_server: Server) -> None:
     codes, results = turn.of("code"), turn.of("result")
     assert len(codes) == len(results)
     for code, (outcome, output) in zip(codes, results, strict=True):
-        if outcome == types.Outcome.OUTCOME_OK:
-            assert output == run_locally(code)
-        else:
-            assert outcome == types.Outcome.OUTCOME_FAILED and "Traceback" in output
+        assert_real_result(code, outcome, output)
     usage = turn.of("turn_complete")[0]
     assert usage.prompt_token_count > 0 and usage.response_token_count > 0
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from live.config import Settings
+from live.events import NO_EVENTS
 from live.lifecycle import SHUTDOWN_REASON
 from live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from live.rest import rest_router
@@ -77,12 +79,16 @@ def create_app(
         services = make_services(settings)
         await services.executor.start()
         sample_services(services)
+        if services.events is not None:
+            await services.events.start()
         tune_gc()
         try:
             if on_ready is not None:
                 on_ready()
             yield
         finally:
+            if services.events is not None:
+                await services.events.close()
             await services.executor.close()
             await services.backends.close()
             await services.lifecycle.store.close()
@@ -122,7 +128,12 @@ def create_app(
             status = "unavailable"  # the worker is down and its last runner used: no code can start
         if status == "ok" and sandbox.isolation != "full":
             status = "degraded"
-        body = {"status": status, "models": s.backends.names(), "sandbox": sandbox.model_dump()}
+        body = {
+            "status": status,
+            "models": s.backends.names(),
+            "sandbox": sandbox.model_dump(),
+            "process": os.getpid(),  # with --workers N, which process answered
+        }
         return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
     @app.get("/metrics", include_in_schema=False)
@@ -156,15 +167,17 @@ def create_app(
                 s.lifecycle.store,
             )
             async with s.lifecycle.limits.session(caller.owner):
+                session_id = uuid.uuid4().hex
                 session = Session(
                     transport,
                     s.backends,
                     s.lifecycle.limits.executor(s.executor, caller.owner),
                     limits,
-                    session_id=uuid.uuid4().hex,
+                    session_id=session_id,
                     api_version=match["version"],
                     metrics=s.metrics,
                     life=s.lifecycle.open(caller),
+                    events=s.events.session(session_id) if s.events else NO_EVENTS,
                 )
                 await session.serve()
         except ProtocolError as exc:

@@ -6,13 +6,29 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from live.backends.openai_compat import OpenAIUpstreamConfig
 from sandbox import PoolConfig
+from sandbox.mqtt import BrokerConfig
 
 MiB = 1024 * 1024
+
+
+class BrokerAuth(BaseModel):
+    """Login and TLS for the MQTT broker; `mqtts://` URLs use TLS."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def config(self, url: str) -> BrokerConfig:
+        return BrokerConfig.parse(url, **self.model_dump())
 
 
 class Settings(BaseSettings):
@@ -47,6 +63,12 @@ class Settings(BaseSettings):
     max_code_runs: int = 10  # executions per turn, failed or not
     max_code_output_chars: int = 256 * 1024
     sandbox: PoolConfig = Field(default_factory=PoolConfig)  # TOML [sandbox]; env OPENLIVE_SANDBOX__SLOTS=4
+    # Where code runs: this machine's pool, or remote `openlive worker`s behind an MQTT broker.
+    executor: str = Field("local", pattern=r"^(local|mqtts?://.+)$")
+    events: str | None = Field(None, pattern=r"^mqtts?://.+$")  # session events to this broker
+    events_content: bool = False  # events include code, output, text and function arguments
+    broker: BrokerAuth = Field(default_factory=BrokerAuth)  # TOML [broker]: for --executor and --events
+    workers: int = Field(1, ge=1, le=64)  # server processes on one port (SO_REUSEPORT)
     log_level: str = "info"
 
     # Session lifecycle (live/lifecycle.py): connection and session limits, resumption, shutdown drain.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from live.backends.registry import Backends
+from live.events import EventBus
 from live.lifecycle import Lifecycle
 from live.metrics import Metrics
 from sandbox import Executor
@@ -16,3 +17,4 @@ class Services:
     executor: Executor
     lifecycle: Lifecycle
     metrics: Metrics = field(default_factory=Metrics)
+    events: EventBus | None = None  # --events: session events to an MQTT broker

@@ -12,6 +12,7 @@ from live.activity import Activity
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
 from live.calls import CallScheduler, Scheduling
+from live.events import NO_EVENTS, SessionEvents
 from live.lifecycle import SessionLife
 from live.metrics import Metrics
 from live.transport import Transport, TransportClosed
@@ -84,13 +85,15 @@ class Session:
         metrics: Metrics,
         life: SessionLife,
         api_version: str = "v1beta",
+        events: SessionEvents = NO_EVENTS,
     ) -> None:
         self.id = session_id
         self._life = life  # limits, goAway, resumption, compression (live/lifecycle.py)
         self._metrics = metrics
         self._transport = transport
         self._backends = backends
-        self._executor = executor
+        self._events = events
+        self._executor = events.observe(executor)
         self._limits = limits
         self._api_version = api_version
         self._out: asyncio.Queue[ServerMessage | _Close] = asyncio.Queue()
@@ -174,6 +177,7 @@ class Session:
         finally:
             self._metrics.sessions_active.dec()
             await self._life.end()
+            self._events.closed()
         self._log.info("session ended")
 
     async def _run(self, live: _Live) -> None:
@@ -219,6 +223,7 @@ class Session:
         await self._transport.send(
             dump_server_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id)))
         )
+        self._events.opened(setup)
         self._log.info(
             "setup model=%s code_execution=%s functions=%d",
             conv.model,
@@ -295,6 +300,7 @@ class Session:
                 continue
             await self._floor.wait()
             self._metrics.turns.inc()
+            self._events.turn_started()
             self._turn = asyncio.create_task(self._run_turn(live, TurnUsage()))
             await asyncio.wait([self._turn])
             self._turn = None
@@ -365,6 +371,7 @@ class Session:
                 await self._transport.send(data)
             except TransportClosed:
                 return
+            self._events.sent(item)
 
 
 def _conversation(setup: Setup) -> Conversation:

@@ -167,3 +167,30 @@ def tools_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstrea
     )
     yield upstream
     upstream.kill()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real mosquitto on a free port, shared by the MQTT tests (a test that restarts it leaves it up)."""
+    from tests.mqtt_helpers import Broker
+
+    b = Broker(tmp_path_factory.mktemp("mosquitto"))
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_workers(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Two `openlive worker` processes, w1 and w2 (a test that kills one starts it again)."""
+    from tests.mqtt_helpers import Worker
+
+    logs = tmp_path_factory.mktemp("workers")
+    workers = {name: Worker(name, broker, logs / f"{name}.log") for name in ("w1", "w2")}
+    try:
+        for w in workers.values():
+            w.start()
+        yield workers
+    finally:
+        for w in workers.values():
+            w.stop()

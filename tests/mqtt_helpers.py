@@ -48,7 +48,8 @@ def _accepts(port: int) -> bool:
 @dataclass
 class Broker:
     """mosquitto with its own config: since 2.0 it listens on localhost only and refuses anonymous
-    clients unless a config says otherwise, so the tests write one (`listener`, `allow_anonymous`)."""
+    clients unless a config says otherwise, so the tests write one (`listener`, `allow_anonymous`), with
+    `set_tcp_nodelay` as any deployment should have it (docs/deployment.md)."""
 
     directory: Path
     port: int = field(default_factory=free_port)
@@ -60,7 +61,9 @@ class Broker:
 
     def start(self) -> None:
         config = self.directory / "mosquitto.conf"
-        config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        config.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
+        )
         with (self.directory / "mosquitto.log").open("ab") as log:
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(config)], stdout=log, stderr=log)
         wait_for(lambda: _accepts(self.port), 10, "mosquitto to listen")

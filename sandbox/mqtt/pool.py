@@ -34,7 +34,7 @@ from sandbox.status import PoolStatus, WorkerSeen
 
 log = logging.getLogger("openlive.mqtt")
 
-HEARTBEAT_MISSES = 3  # a worker silent for this many of its heartbeat periods is lost
+HEARTBEAT_MISSES = 5  # a worker silent for this many of its heartbeat periods is lost
 RESULT_GRACE_S = 10.0  # beyond the job's deadline, for the worker's teardown and the trip back
 MAX_MESSAGE_BYTES = 256 << 20  # a result's figures and files, reassembled
 

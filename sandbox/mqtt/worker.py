@@ -189,11 +189,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="openlive worker", description=__doc__.splitlines()[0])
     p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
     p.add_argument("--name", help="unique worker name (default: HOSTNAME-PID)")
-    p.add_argument("--broker-username", default=os.environ.get("OPENLIVE_BROKER_USERNAME"))
+    p.add_argument("--broker-username", default=os.environ.get("OPENLIVE_BROKER__USERNAME"))
     p.add_argument(
         "--broker-password",
-        default=os.environ.get("OPENLIVE_BROKER_PASSWORD"),
-        help="prefer the environment variable OPENLIVE_BROKER_PASSWORD",
+        default=os.environ.get("OPENLIVE_BROKER__PASSWORD"),
+        help="better: the environment variable OPENLIVE_BROKER__PASSWORD",
     )
     p.add_argument("--broker-ca", type=Path, help="TLS: CA file for the broker's certificate")
     p.add_argument("--broker-cert", type=Path, help="TLS: client certificate")

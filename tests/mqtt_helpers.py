@@ -54,6 +54,7 @@ class Broker:
     directory: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    password_file: Path | None = None  # then only its logins may connect
 
     @property
     def url(self) -> str:
@@ -61,8 +62,15 @@ class Broker:
 
     def start(self) -> None:
         config = self.directory / "mosquitto.conf"
+        # As root it would switch to the `mosquitto` user, which cannot read pytest's private tmp dirs.
+        login = (
+            f"user root\nallow_anonymous false\npassword_file {self.password_file}"
+            if self.password_file
+            else ""
+        )
         config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
+            f"listener {self.port} 127.0.0.1\n{login or 'allow_anonymous true'}\n"
+            "persistence false\nset_tcp_nodelay true\n"
         )
         with (self.directory / "mosquitto.log").open("ab") as log:
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(config)], stdout=log, stderr=log)
@@ -81,13 +89,14 @@ class Worker:
     broker: Broker
     log: Path
     proc: subprocess.Popen[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         cmd = [OPENLIVE, "worker", "--broker", self.broker.url, "--name", self.name]
         cmd += ["--slots", "2", "--heartbeat", "0.5"]
         with self.log.open("a") as log:
             self.proc = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=dict(os.environ)
+                cmd, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **self.env}
             )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # printed once its pool is ready

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ import pytest
 
 from sandbox import File, Job, Outcome
 from sandbox.mqtt import BrokerConfig, MqttPool
-from tests.mqtt_helpers import Broker, until
+from tests.mqtt_helpers import Broker, Worker, until
 
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
 
@@ -142,3 +143,37 @@ async def test_no_worker_fails_fast_and_clearly(tmp_path: Path) -> None:
     finally:
         await lonely.close()
         empty.stop()
+
+
+async def test_broker_login_is_used_and_never_shown(tmp_path: Path) -> None:
+    passwd = tmp_path / "passwd"
+    await asyncio.to_thread(
+        subprocess.run, ["mosquitto_passwd", "-c", "-b", str(passwd), "openlive", "s3cret-pw"], check=True
+    )
+    guarded = Broker(tmp_path, password_file=passwd)
+    guarded.start()
+    login = {"OPENLIVE_BROKER__USERNAME": "openlive", "OPENLIVE_BROKER__PASSWORD": "s3cret-pw"}
+    worker = Worker("w-login", guarded, tmp_path / "worker.log", env=login)
+    good = MqttPool(BrokerConfig.parse(guarded.url, username="openlive", password="s3cret-pw"))
+    bad = MqttPool(
+        BrokerConfig.parse(guarded.url, username="openlive", password="wrong-pw"), connect_timeout_s=1
+    )
+    try:
+        worker.start()
+        await good.start()
+        await wait_online(good, {"w-login"})
+        result = await good.run(Job(code="print('in')"))
+        assert (result.outcome, result.output, result.worker) == (Outcome.OK, "in\n", "w-login")
+        await bad.start()
+        refused = await bad.run(Job(code="print('in')"))
+        assert refused.outcome == Outcome.FAILED
+        assert refused.output == f"[sandbox] the MQTT broker {guarded.url} is unreachable; try again later"
+        status = bad.status()
+        assert status.state == "degraded" and "Not authorized" in (status.last_error or "")
+        shown = status.model_dump_json() + good.status().model_dump_json()
+        assert "s3cret-pw" not in shown and "wrong-pw" not in shown
+    finally:
+        await bad.close()
+        await good.close()
+        worker.stop()
+        guarded.stop()

@@ -116,7 +116,13 @@ def create_app(
         return services
 
     app.include_router(rest_router(settings.api_keys, limits, running))
-    app.include_router(token_router(settings.api_keys, lambda: running().lifecycle.store))
+    app.include_router(
+        token_router(
+            settings.api_keys,
+            lambda: running().lifecycle.store,
+            lambda: running().lifecycle.tokens_issued.inc(),
+        )
+    )
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

@@ -27,6 +27,7 @@ from live.certs import write_certs
 from live.config import Settings, load_settings
 from live.events import EventBus
 from live.lifecycle import Lifecycle, LifecycleConfig
+from live.metrics import Metrics
 from live.processes import listen, serve_processes
 from live.services import Services
 from live.store import open_store
@@ -68,7 +69,7 @@ def make_events(settings: Settings) -> EventBus | None:
     return EventBus(settings.broker.config(settings.events), settings.events_content)
 
 
-def make_lifecycle(settings: Settings) -> Lifecycle:
+def make_lifecycle(settings: Settings, metrics: Metrics) -> Lifecycle:
     config = LifecycleConfig(
         max_connection_s=settings.max_connection_s,
         max_session_s=settings.max_session_s,
@@ -76,15 +77,17 @@ def make_lifecycle(settings: Settings) -> Lifecycle:
         drain_grace_s=settings.drain_grace_s,
     )
     limits = KeyLimits(settings.max_sessions_per_key, settings.max_jobs_per_key)
-    return Lifecycle(config, open_store(settings.resumption_store), limits)
+    return Lifecycle(config, open_store(settings.resumption_store), limits, metrics)
 
 
 def make_services(settings: Settings) -> Services:
+    metrics = Metrics()
     return Services(
         backends=make_backends(settings),
         executor=make_executor(settings),
-        lifecycle=make_lifecycle(settings),
+        lifecycle=make_lifecycle(settings, metrics),
         events=make_events(settings),
+        metrics=metrics,
     )
 
 

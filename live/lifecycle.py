@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 from live import context
 from live.backends.base import ModelBackend
+from live.metrics import Metrics
 from live.resumption import Resumption, Snapshot
 from live.store import SessionStore
 from live.tokens import Caller, KeyLimits, admit_token
 from live.turns import Conversation
-from protocol import GoAway, ServerMessage, Setup, duration
+from protocol import GoAway, ProtocolError, ServerMessage, Setup, duration
 
 log = logging.getLogger("openlive.lifecycle")
 
@@ -64,12 +65,22 @@ Emit = Callable[[ServerMessage], Awaitable[None]]
 class Lifecycle:
     """Server-wide: the store, the limits and every live session, for the shutdown drain."""
 
-    def __init__(self, config: LifecycleConfig, store: SessionStore, limits: KeyLimits) -> None:
+    def __init__(
+        self, config: LifecycleConfig, store: SessionStore, limits: KeyLimits, metrics: Metrics
+    ) -> None:
         self.config = config
         self.store = store
         self.limits = limits
         self.draining = False
         self._sessions: set[SessionLife] = set()
+        self.go_aways = metrics.counter("go_aways", "goAway messages sent, by cause.", ["cause"])
+        self.resumptions = metrics.counter(
+            "session_resumptions", "Resumption attempts, by outcome.", ["outcome"]
+        )
+        self.compressions = metrics.counter(
+            "context_compressions", "Times a session's oldest turns were dropped."
+        )
+        self.tokens_issued = metrics.counter("auth_tokens_issued", "Ephemeral tokens created.")
 
     def open(self, caller: Caller) -> SessionLife:
         return SessionLife(self, caller)
@@ -102,10 +113,16 @@ class SessionLife:
         configuration restored. Raises ProtocolError to refuse the connection."""
         setup, token_expiry = await admit_token(self.caller, setup, self._server.store)
         if setup.session_resumption is not None:
-            self._resumption, setup, self._restored = await Resumption.open(
-                self._server.store, self.caller.owner, setup,
-                self._config.resumption_ttl_s, self._config.max_connection_s,
-            )  # fmt: skip
+            try:
+                self._resumption, setup, self._restored = await Resumption.open(
+                    self._server.store, self.caller.owner, setup,
+                    self._config.resumption_ttl_s, self._config.max_connection_s,
+                )  # fmt: skip
+            except ProtocolError:
+                self._server.resumptions.labels(outcome="refused").inc()
+                raise
+            if self._restored is not None:
+                self._server.resumptions.labels(outcome="resumed").inc()
         self._setup = setup
         now = time.time()
         self._deadline(self._config.max_connection_s, 1008, CONNECTION_LIMIT_REASON)
@@ -148,6 +165,7 @@ class SessionLife:
         lead = min(go_away_lead(self._config.max_connection_s), max(at - time.monotonic(), 0.0))
         await asyncio.sleep(max(at - lead - time.monotonic(), 0.0))
         await self._emit(go_away(at - time.monotonic()))
+        self._server.go_aways.labels(cause="limit").inc()
         await asyncio.sleep(max(at - time.monotonic(), 0.0))
         log.info("session limit reached code=%d reason=%r", code, reason)
         self._close(code, reason)
@@ -155,7 +173,10 @@ class SessionLife:
     async def before_turn(self) -> None:
         """Compression (or the window check) before a turn reads the history; 1007 when it cannot fit."""
         assert self._setup is not None
+        turns = len(self._conv.history)
         await context.fit(self._conv, self._backend, self._setup.context_window_compression)
+        if len(self._conv.history) < turns:
+            self._server.compressions.inc()
 
     def after_turn(self, resumable: bool) -> None:
         """A turn ended: a resumable session saves a snapshot and announces a fresh handle."""
@@ -164,6 +185,7 @@ class SessionLife:
 
     async def drain(self, grace_s: float) -> None:
         await self._emit(go_away(grace_s))
+        self._server.go_aways.labels(cause="shutdown").inc()
         deadline = time.monotonic() + grace_s
         while self._busy() and time.monotonic() < deadline:  # noqa: ASYNC110 (shutdown only: polling the
             await asyncio.sleep(0.05)  # session's state is simpler than one more signal from every path)

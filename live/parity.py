@@ -12,6 +12,7 @@ fails when they differ. To flip a row, edit it here and regenerate.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -242,23 +243,37 @@ def check(message: ClientMessage) -> None:
         raise refusal
 
 
+@functools.cache
+def _rows(model: type[BaseModel]) -> dict[str, tuple[str, Row]]:
+    """Field name -> (wire name, row), per model, looked up once."""
+    return {
+        name: (key, FIELDS[f"{model.__name__}.{key}"])
+        for name, field in model.model_fields.items()
+        for key in [field.alias or name]
+    }
+
+
 def _refusal(obj: BaseModel, path: str) -> ProtocolError | None:
-    cls = type(obj)
+    rows = _rows(type(obj))
     for name in obj.model_fields_set:
         value = getattr(obj, name)
         if value is None:
             continue
-        key = cls.model_fields[name].alias or name
-        row = FIELDS[f"{cls.__name__}.{key}"]
-        where = f"{path}.{key}" if path else key
+        key, row = rows[name]
         if row.status is Status.REJECTED or (row.refuses is not None and row.refuses(value)):
+            where = f"{path}.{key}" if path else key
             detail = f" ({row.note})" if row.note else ""
             return ProtocolError(1008, f"{where} is not supported by openlive{detail}.")
-        for i, item in enumerate(value if isinstance(value, list) else [value]):
-            if isinstance(item, BaseModel):
-                found = _refusal(item, f"{where}[{i}]" if isinstance(value, list) else where)
-                if found is not None:
-                    return found
+        if isinstance(value, BaseModel):
+            found = _refusal(value, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    found = _refusal(item, f"{path}.{key}[{i}]" if path else f"{key}[{i}]")
+                    if found is not None:
+                        return found
     return None
 
 
@@ -347,4 +362,3 @@ def document() -> str:
         "",
     ]
     return "\n".join(lines)
-

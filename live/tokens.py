@@ -64,7 +64,9 @@ def _epoch(value: datetime | None, default_s: float, now: float) -> float:
     return now + default_s if value is None else value.timestamp()
 
 
-def token_router(api_keys: list[str], store: Callable[[], SessionStore]) -> APIRouter:
+def token_router(
+    api_keys: list[str], store: Callable[[], SessionStore], issued: Callable[[], None]
+) -> APIRouter:
     router = APIRouter()
 
     @router.post("/{version}/auth_tokens", include_in_schema=False)
@@ -109,6 +111,7 @@ def token_router(api_keys: list[str], store: Callable[[], SessionStore]) -> APIR
                 field_mask=body.field_mask,
             )
         )
+        issued()
         return JSONResponse({"name": name})
 
     return router

@@ -41,13 +41,22 @@ def known_fields(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:
     return keys
 
 
-def unknown_field(value: Any, model: type[BaseModel], path: str = "") -> tuple[str, str] | None:
+def unknown_field(value: Any, model: type[BaseModel]) -> tuple[str, str] | None:
     """The first (name, where) in `value` that `model` does not define, or None."""
+    found = _unknown(value, model)
+    if found is None:
+        return None
+    name, where = found
+    return name, ".".join(to_snake(key) for key in reversed(where))
+
+
+def _unknown(value: Any, model: type[BaseModel]) -> tuple[str, list[str]] | None:
+    """Like `unknown_field`, the path as keys innermost first (built only when something is found)."""
     if isinstance(value, list) and hasattr(model, "bare_list_of"):
         value = {model.bare_list_of: value}
     if isinstance(value, list):
         for item in value:
-            found = unknown_field(item, model, path)
+            found = _unknown(item, model)
             if found:
                 return found
         return None
@@ -56,10 +65,11 @@ def unknown_field(value: Any, model: type[BaseModel], path: str = "") -> tuple[s
     fields = known_fields(model)
     for key, item in value.items():
         if key not in fields:
-            return key, path
+            return key, []
         inner = fields[key]
         if inner is not None and item is not None:
-            found = unknown_field(item, inner, f"{path}.{to_snake(key)}" if path else to_snake(key))
+            found = _unknown(item, inner)
             if found:
+                found[1].append(key)
                 return found
     return None

@@ -166,3 +166,18 @@ async def test_close_ends_running_and_queued_streams() -> None:
         await asyncio.wait_for(queued, 10)
     with pytest.raises(BackendError):
         await collect(model.stream(LONG))
+
+
+@pytest.mark.parametrize("code_execution", [False, True])
+async def test_token_count_is_what_the_model_reads(backend: LlamaBackend, code_execution: bool) -> None:
+    """Compression counts with the model's own template and tokenizer: the same number generation reports."""
+    request = dataclasses.replace(
+        ask("Count these words, please.", code_execution=code_execution),
+        system_instruction="You are terse.",
+        generation=GREEDY.model_copy(update={"max_output_tokens": 2}),
+    )
+    counted = await backend.count_tokens(request)
+    events = await collect(backend.stream(request))
+    usage = next(e for e in events if isinstance(e, Usage))
+    assert counted == usage.prompt_tokens > 10
+    assert backend.context_window() == 4096

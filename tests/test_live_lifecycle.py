@@ -13,10 +13,10 @@ import pytest
 import yaml
 from google.genai import errors, live, types
 
-from live.lifecycle import CONNECTION_LIMIT_REASON, SHUTDOWN_REASON
+from live.lifecycle import CONNECTION_LIMIT_REASON, SESSION_LIMIT_REASON, SHUTDOWN_REASON
 from live.resumption import SESSION_EXPIRED
 from tests.conftest import Server, start_server
-from tests.live_helpers import CODE_TOOLS, Turn, record
+from tests.live_helpers import CODE_TOOLS, Turn, record, scrape
 
 MODEL = "gemini-live-2.5-flash-preview"
 SCRIPT: dict[str, Any] = {
@@ -108,6 +108,7 @@ async def test_go_away_then_close_then_resume_with_the_last_handle(lifecycle_ser
     client = lifecycle_server.client()
     log = Log()
     loop = asyncio.get_running_loop()
+    before = scrape(lifecycle_server.url, lifecycle_server.ssl_context())
     async with client.aio.live.connect(model=MODEL, config=config()) as session:
         started = loop.time()
         await log.until(session, "update")
@@ -130,6 +131,12 @@ async def test_go_away_then_close_then_resume_with_the_last_handle(lifecycle_ser
         await resumed.until(session, "update")
         await resumed.ask(session, "what did the code print?")
     assert "The code printed 42." in resumed.turn.text()
+    after = scrape(lifecycle_server.url, lifecycle_server.ssl_context())
+    for key in (
+        'openlive_go_aways_total{cause="limit"}',
+        'openlive_session_resumptions_total{outcome="resumed"}',
+    ):
+        assert after[key] >= before.get(key, 0) + 1
 
 
 async def test_resume_after_the_socket_is_cut_mid_turn(lifecycle_server: Server) -> None:
@@ -191,6 +198,10 @@ async def test_compression_keeps_a_session_alive_past_the_window(lifecycle_serve
     # cut at the start of the newest user turn, the only cut that reaches the target (20).
     prompts = [u.prompt_token_count for u in log.turn.of("turn_complete")]
     assert prompts == [9, 27] * 4
+    assert (
+        scrape(lifecycle_server.url, lifecycle_server.ssl_context())["openlive_context_compressions_total"]
+        >= 3
+    )
 
     async with lifecycle_server.client().aio.live.connect(model=MODEL, config=config()) as session:
         log = Log()
@@ -248,3 +259,34 @@ async def test_shutdown_drains_sessions(certs: Path, tmp_path: Path) -> None:
     assert log.turn.of("go_away") == ["20s"]
     assert log.turn.of("result")[0][1].strip() == "rested"  # the running turn finished
     assert error.code == 1001 and error.details == SHUTDOWN_REASON
+
+
+async def test_a_session_without_compression_ends_at_its_length_limit(certs: Path, tmp_path: Path) -> None:
+    srv = serve(certs, tmp_path, "memory", "--max-connection-s", "600", "--max-session-s", "4")
+    squeeze = types.ContextWindowCompressionConfig(sliding_window=types.SlidingWindow())
+    loop = asyncio.get_running_loop()
+    try:
+        client = srv.client()
+        async with client.aio.live.connect(
+            model=MODEL, config=config(context_window_compression=squeeze)
+        ) as kept:
+            first = Log()
+            async with client.aio.live.connect(model=MODEL, config=config()) as session:
+                started = loop.time()
+                await first.until(session, "update")
+                await first.ask(session, "remember 3")
+            resumed = Log()  # the limit counts from the session's start, across resumptions
+            resuming = loop.time()
+            async with client.aio.live.connect(model=MODEL, config=config(first.handles[-1])) as session:
+                error = await closed(session, resumed)
+            ended = loop.time()
+            compressed = Log()  # a session with compression has no length limit
+            await compressed.ask(kept, "say still here")
+    finally:
+        srv.stop()
+    assert error.code == 1008 and error.details == SESSION_LIMIT_REASON
+    assert [k for k, _ in resumed.turn.events] == ["update", "go_away"]
+    (time_left,) = resumed.turn.of("go_away")  # what is left of the first connection's 4 s, no more
+    assert float(time_left[:-1]) <= 4 - (resuming - started) + 0.01
+    assert 3.5 <= ended - started <= 6.0
+    assert "ok still here" in compressed.turn.text()

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::google.genai.errors.Experimenta
 @pytest.fixture(scope="module")
 def token_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = serve(certs, tmp_path_factory.mktemp("tokens"), "memory", "--max-connection-s", "600",
-                "--max-sessions-per-key", "2")  # fmt: skip
+                "--max-sessions-per-key", "2", "--max-jobs-per-key", "1")  # fmt: skip
     yield srv
     srv.stop()
 
@@ -152,3 +152,27 @@ async def test_concurrent_sessions_per_key_are_limited(token_server: Server) -> 
             assert three.session_id
     async with client.aio.live.connect(model=MODEL, config=config()) as again:  # slots are given back
         await asyncio.wait_for(again.receive().__anext__(), 10)
+
+
+async def test_concurrent_code_jobs_per_key_are_limited(token_server: Server) -> None:
+    client = token_server.client()
+    slow, quick = Log(), Log()
+    async with (
+        client.aio.live.connect(model=MODEL, config=config()) as a,
+        client.aio.live.connect(model=MODEL, config=config()) as b,
+    ):
+        await slow.until(a, "update")
+        await quick.until(b, "update")
+        await a.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="take your time")])
+        )
+        await slow.until(a, "code")  # its job holds the key's only slot (taken before the code is sent)
+        await b.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="remember 2")]))
+        waits = {
+            asyncio.create_task(slow.until(a, "result")): "slow",
+            asyncio.create_task(quick.until(b, "result")): "quick",
+        }
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        assert [waits[t] for t in done] == ["slow"]  # the quick job waited for the slot
+        await asyncio.gather(*waits)
+    assert quick.turn.of("result")[0][1].strip() == "6"

@@ -224,4 +224,3 @@ async def test_upstream_killed_mid_stream(openai_server: Server, doomed_port: in
         async with client.aio.live.connect(model="smollm2-doomed", config=config()) as session:
             await ask(session, "Hi")
     assert refused.value.code == 1011 and "unreachable" in str(refused.value)
-

@@ -14,7 +14,7 @@ import pytest
 from google.genai import types
 
 from tests.conftest import API_KEY, DATA, Server, start_server
-from tests.live_helpers import ask, receive_turn, text_config
+from tests.live_helpers import ask, receive_turn, scrape, text_config
 from tests.mqtt_helpers import Broker, until, wait_for
 
 MODEL = "gemini-live-2.5-flash-preview"
@@ -89,6 +89,9 @@ async def lights_turn(session: Any) -> None:
 async def test_host_call_from_remote_code_reaches_the_client(online: Server) -> None:
     async with online.client().aio.live.connect(model=MODEL, config=lights_config()) as session:
         await lights_turn(session)
+    metrics = scrape(online.url, online.ssl_context())
+    assert metrics["openlive_sandbox_remote_workers"] == 2
+    assert metrics["openlive_session_events_dropped_total"] == 0
 
 
 async def test_interrupting_kills_the_remote_job(online: Server) -> None:

@@ -31,9 +31,14 @@ async def test_seed_example_runs_real_code(server: Server) -> None:
     )
     # Honest: the number comes from running the code, not from the script.
     assert "5117" not in DEFAULT_SCRIPT.read_text()
-    usage = turn.of("turn_complete")[0]
-    assert (
-        usage is not None and usage.total_token_count == usage.prompt_token_count + usage.response_token_count
+    (usage,) = turn.of("turn_complete")
+    # The scripted model counts words: the prompt, then what the code step fed back (text, code, output).
+    assert usage.prompt_token_count == len(SEED_PROMPT.split())
+    said = "".join(v for k, v in turn.events[: turn.events.index(("code", code))] if k == "text")
+    fed_back = " ".join([said, code, output])
+    assert usage.tool_use_prompt_token_count == len(fed_back.split())
+    assert usage.total_token_count == (
+        usage.prompt_token_count + usage.tool_use_prompt_token_count + usage.response_token_count
     )
 
 
@@ -65,6 +70,7 @@ async def test_failing_code_is_regenerated_at_most_five_times(server: Server) ->
             assert "about to divide" in output  # stdout before the failure is kept
         assert "ZeroDivisionError" in turn.text()  # the model got the error and answered without code
         assert turn.kinds()[-2:] == ["generation_complete", "turn_complete"]
+        assert turn.turn_complete_reasons == [types.TurnCompleteReason.MAX_REGENERATION_REACHED]
         # The session is still usable afterwards.
         again = await ask(session, "hello")
         assert "scripted demo model" in again.text()

@@ -126,3 +126,12 @@ def scrape(url: str, ssl_context: Any) -> dict[str, float]:
         if line and not line.startswith("#")
         for key, value in [line.rsplit(" ", 1)]
     }
+
+
+async def until_code_runs(session: live.AsyncSession, text: str) -> None:
+    """Sends a user turn and reads until its executableCode arrives (the code is running then)."""
+    await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(text=text)]))
+    async for msg in session.receive():
+        sc = msg.server_content
+        if sc and sc.model_turn and any(p.executable_code for p in sc.model_turn.parts or []):
+            return

@@ -11,7 +11,7 @@ from google.genai import types
 
 from live.backends.scripted import DEFAULT_SCRIPT
 from tests.conftest import Server
-from tests.live_helpers import SEED_PROMPT, ask, is_png, receive_turn, scrape, text_config
+from tests.live_helpers import SEED_PROMPT, ask, is_png, receive_turn, scrape, text_config, until_code_runs
 
 MODEL = "gemini-live-2.5-flash-preview"
 
@@ -150,13 +150,7 @@ async def test_deadline_exceeded_keeps_partial_output(test_server: Server) -> No
 
 async def test_new_content_interrupts_running_code(test_server: Server) -> None:
     async with test_server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
-        await session.send_client_content(
-            turns=types.Content(role="user", parts=[types.Part(text="sleep forever")])
-        )
-        async for msg in session.receive():
-            sc = msg.server_content
-            if sc and sc.model_turn and any(p.executable_code for p in sc.model_turn.parts or []):
-                break
+        await until_code_runs(session, "sleep forever")
         await session.send_client_content(
             turns=types.Content(role="user", parts=[types.Part(text="echo after")])
         )

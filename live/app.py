@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
+import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential
 from live.config import Settings
+from live.events import NO_EVENTS
+from live.lifecycle import SHUTDOWN_REASON
 from live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from live.rest import rest_router
 from live.services import Services
 from live.session import Session, SessionLimits
-from live.transport import StarletteTransport
+from live.tokens import QuotaExceeded, identify, token_router
+from live.transport import StarletteTransport, TransportClosed
 from live.turns import TurnLimits
+from protocol import ProtocolError
 
 log = logging.getLogger("openlive.app")
 
@@ -58,6 +65,11 @@ def sample_services(services: Services) -> None:
     m.sample("sandbox_jobs", "Sandbox jobs finished.", "counter", lambda: status().jobs_done)
     m.sample("sandbox_worker_restarts", "Sandbox worker restarts.", "counter",
              lambda: status().worker_restarts)  # fmt: skip
+    m.sample("sandbox_remote_workers", "Remote sandbox workers online (--executor mqtt://).", "gauge",
+             lambda: sum(w.state == "online" for w in status().workers))  # fmt: skip
+    if (events := services.events) is not None:
+        m.sample("session_events_dropped", "Session events dropped: the broker was slow or away.", "counter",
+                 lambda: events.dropped)  # fmt: skip
 
 
 def create_app(
@@ -73,16 +85,28 @@ def create_app(
         services = make_services(settings)
         await services.executor.start()
         sample_services(services)
+        if services.events is not None:
+            await services.events.start()
         tune_gc()
         try:
             if on_ready is not None:
                 on_ready()
             yield
         finally:
+            if services.events is not None:
+                await services.events.close()
             await services.executor.close()
             await services.backends.close()
+            await services.voice.close()
+            await services.lifecycle.store.close()
 
     app = FastAPI(title="openlive", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    async def drain() -> None:
+        if services is not None:
+            await services.lifecycle.drain()
+
+    app.state.drain = drain
     limits = SessionLimits(
         max_message_bytes=settings.max_message_bytes,
         setup_timeout_s=settings.setup_timeout_s,
@@ -99,6 +123,13 @@ def create_app(
         return services
 
     app.include_router(rest_router(settings.api_keys, limits, running))
+    app.include_router(
+        token_router(
+            settings.api_keys,
+            lambda: running().lifecycle.store,
+            lambda: running().lifecycle.tokens_issued.inc(),
+        )
+    )
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -106,9 +137,16 @@ def create_app(
         s = running()
         sandbox = s.executor.status()
         status = {"ready": "ok", "degraded": "degraded"}.get(sandbox.state, "unavailable")
+        if status == "degraded" and sandbox.runners_ready == 0:
+            status = "unavailable"  # the worker is down and its last runner used: no code can start
         if status == "ok" and sandbox.isolation != "full":
             status = "degraded"
-        body = {"status": status, "models": s.backends.names(), "sandbox": sandbox.model_dump()}
+        body = {
+            "status": status,
+            "models": s.backends.names(),
+            "sandbox": sandbox.model_dump(),
+            "process": os.getpid(),  # with --workers N, which process answered
+        }
         return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
     @app.get("/metrics", include_in_schema=False)
@@ -122,7 +160,6 @@ def create_app(
     if WEB_CONSOLE.is_dir():
         app.mount("/console", StaticFiles(directory=WEB_CONSOLE), name="console")
 
-    @app.websocket("/{path:path}")
     async def live(websocket: WebSocket) -> None:
         await websocket.accept()
         transport = StarletteTransport(websocket)
@@ -130,20 +167,54 @@ def create_app(
         if match is None:
             await transport.close(1008, "Method not found.")
             return
-        credential = presented_credential(websocket.headers, websocket.query_params)
-        if not is_authorized(credential, settings.api_keys):
-            await transport.close(1008, UNREGISTERED_CALLER)
-            return
-        assert services is not None
-        session = Session(
-            transport,
-            services.backends,
-            services.executor,
-            limits,
-            session_id=uuid.uuid4().hex,
-            api_version=match["version"],
-            metrics=services.metrics,
-        )
-        await session.serve()
+        s = running()
+        try:
+            if s.lifecycle.draining:
+                raise ProtocolError(1001, SHUTDOWN_REASON)
+            caller = await identify(
+                websocket.headers,
+                websocket.query_params,
+                match["method"].endswith("Constrained"),
+                settings.api_keys,
+                s.lifecycle.store,
+            )
+            async with s.lifecycle.limits.session(caller.owner):
+                session_id = uuid.uuid4().hex
+                session = Session(
+                    transport,
+                    s.backends,
+                    s.lifecycle.limits.executor(s.executor, caller.owner),
+                    limits,
+                    session_id=session_id,
+                    api_version=match["version"],
+                    metrics=s.metrics,
+                    life=s.lifecycle.open(caller),
+                    voice=s.voice,
+                    events=s.events.session(session_id) if s.events else NO_EVENTS,
+                )
+                await session.serve()
+        except ProtocolError as exc:
+            if isinstance(exc, QuotaExceeded):  # the SDK reports a close only once its setup is sent
+                with contextlib.suppress(TransportClosed, TimeoutError):
+                    await asyncio.wait_for(transport.recv(), settings.setup_timeout_s)
+            s.metrics.closes.labels(code=exc.code).inc()
+            await transport.close(exc.code, exc.reason)
 
+    app.add_middleware(LiveSockets, endpoint=live)
     return app
+
+
+class LiveSockets:
+    """Every WebSocket goes straight to the Live endpoint, past FastAPI's routing, dependency and
+    exception wrappers: per request they are cheap, but a Live session holds them for its whole life
+    (about 5 KB of an idle session's memory; bench/bench_idle.py). HTTP goes on to the app."""
+
+    def __init__(self, app: ASGIApp, endpoint: Callable[[WebSocket], Awaitable[None]]) -> None:
+        self._app = app
+        self._endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._endpoint(WebSocket(scope, receive, send))
+        else:
+            await self._app(scope, receive, send)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib
 import socket
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
+from pydantic import SecretStr, ValidationError
 
 from live import logs
 from live.app import create_app
@@ -22,8 +25,27 @@ from live.backends.registry import Backends
 from live.backends.scripted import ScriptedBackend
 from live.certs import write_certs
 from live.config import Settings, load_settings
+from live.events import EventBus
+from live.lifecycle import Lifecycle, LifecycleConfig
+from live.metrics import Metrics
+from live.processes import listen, serve_processes
 from live.services import Services
-from sandbox import LocalPool
+from live.store import open_store
+from live.tokens import KeyLimits
+from live.voice import (
+    EspeakSynthesizer,
+    OpenAISpeechConfig,
+    OpenAISynthesizer,
+    OpenAITranscriber,
+    OpenAITranscriptionConfig,
+    PocketsphinxTranscriber,
+    SileroPool,
+    Synthesizer,
+    Transcriber,
+    VoiceEngines,
+)
+from sandbox import Executor, LocalPool
+from sandbox.mqtt import MqttPool
 
 
 def make_backends(settings: Settings) -> Backends:
@@ -47,30 +69,82 @@ def make_backends(settings: Settings) -> Backends:
     return Backends(backends, aliases={p: t or primary for p, t in settings.model_aliases.items()})
 
 
-def make_services(settings: Settings) -> Services:
-    return Services(backends=make_backends(settings), executor=LocalPool(settings.sandbox))
+def make_executor(settings: Settings) -> Executor:
+    if settings.executor == "local":
+        return LocalPool(settings.sandbox)
+    return MqttPool(settings.broker.config(settings.executor))
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and without it the
-    # second small frame of a turn waits for the client's delayed ACK (40 ms).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop (installed with uvicorn[standard]) where it exists: less CPU per frame than asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
+def make_events(settings: Settings) -> EventBus | None:
+    if not settings.events:
         return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
+    return EventBus(settings.broker.config(settings.events), settings.events_content)
+
+
+def make_lifecycle(settings: Settings, metrics: Metrics) -> Lifecycle:
+    config = LifecycleConfig(
+        max_connection_s=settings.max_connection_s,
+        max_session_s=settings.max_session_s,
+        resumption_ttl_s=settings.resumption_ttl_s,
+        drain_grace_s=settings.drain_grace_s,
+    )
+    limits = KeyLimits(settings.max_sessions_per_key, settings.max_jobs_per_key)
+    return Lifecycle(config, open_store(settings.resumption_store), limits, metrics)
+
+
+def make_voice(settings: Settings) -> VoiceEngines:
+    """Speech engines: embedded unless an upstream URL is configured."""
+
+    def secret(value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value else None
+
+    stt: Transcriber = (
+        OpenAITranscriber(
+            OpenAITranscriptionConfig(settings.stt_url, settings.stt_model, secret(settings.stt_key))
+        )
+        if settings.stt_url
+        else PocketsphinxTranscriber(settings.stt_decoders)
+    )
+    tts: Synthesizer = (
+        OpenAISynthesizer(
+            OpenAISpeechConfig(
+                settings.tts_url,
+                settings.tts_model,
+                secret(settings.tts_key),
+                default_voice=settings.tts_voice,
+                voices=settings.tts_voices,
+            )
+        )
+        if settings.tts_url
+        else EspeakSynthesizer()
+    )
+    return VoiceEngines(vad=SileroPool(), stt=stt, tts=tts)
+
+
+def make_services(settings: Settings) -> Services:
+    metrics = Metrics()
+    return Services(
+        backends=make_backends(settings),
+        executor=make_executor(settings),
+        lifecycle=make_lifecycle(settings, metrics),
+        voice=make_voice(settings),
+        events=make_events(settings),
+        metrics=metrics,
+    )
+
+
+class DrainingServer(uvicorn.Server):
+    """Before uvicorn closes every WebSocket (1012), stop listening and let sessions drain (goAway, 1001)."""
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self._drain = drain
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        await self._drain()
+        await super().shutdown(sockets)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -89,21 +163,64 @@ def serve(args: argparse.Namespace) -> int:
         "upstream_url": args.upstream_url,
         "upstream_model": args.upstream_model,
         "upstream_key": args.upstream_key,
+        "stt_url": args.stt_url,
+        "stt_model": args.stt_model,
+        "tts_url": args.tts_url,
+        "tts_model": args.tts_model,
+        "tts_voice": args.tts_voice,
         "upstream_code_mode": args.upstream_code_mode,
+        "executor": args.executor,
+        "events": args.events,
+        "events_content": args.events_content or None,
+        "workers": args.workers,
+        "max_connection_s": args.max_connection_s,
+        "max_session_s": args.max_session_s,
+        "resumption_store": args.resumption_store,
+        "resumption_ttl_s": args.resumption_ttl_s,
+        "drain_grace_s": args.drain_grace_s,
+        "max_sessions_per_key": args.max_sessions_per_key,
+        "max_jobs_per_key": args.max_jobs_per_key,
         "ws_compression": args.ws_compression,
     }
-    settings = load_settings(overrides, args.config)
+    broker = {
+        "username": args.broker_username,
+        "ca_file": args.broker_ca,
+        "cert_file": args.broker_cert,
+        "key_file": args.broker_key,
+    }
+    if any(v is not None for v in broker.values()):
+        overrides["broker"] = {k: v for k, v in broker.items() if v is not None}
+    try:
+        settings = load_settings(overrides, args.config)
+    except ValidationError as e:
+        raise SystemExit(f"openlive: {e}") from None
     logs.configure(settings.log_level)
-    sock = _listen(settings.host, settings.port)
-    host, port = sock.getsockname()[:2]
-    shown_host = f"[{host}]" if ":" in host else host
 
-    def ready() -> None:
+    def announce(port: int) -> None:
+        host = settings.host
+        shown_host = f"[{host}]" if ":" in host else host
         if not settings.api_keys:
             print("openlive: no API keys configured, accepting any key", file=sys.stderr, flush=True)
         print(f"openlive listening on {settings.scheme}://{shown_host}:{port}", flush=True)
 
+    if settings.workers > 1:
+        with tempfile.TemporaryDirectory(prefix="openlive-") as scratch:
+            if settings.resumption_store == "memory":
+                # Each process's memory is its own: resumption and tokens must be seen by all of them.
+                store = f"sqlite:{Path(scratch) / 'sessions.sqlite'}"
+                settings = settings.model_copy(update={"resumption_store": store})
+                print(f"openlive: {settings.workers} processes share {store}", file=sys.stderr, flush=True)
+            run_one = functools.partial(_run, settings)
+            return serve_processes(settings.host, settings.port, settings.workers, run_one, announce)
+    sock = listen(settings.host, settings.port)
+    _run(settings, sock, lambda: announce(sock.getsockname()[1]))
+    return 0
+
+
+def _run(settings: Settings, sock: socket.socket, ready: Callable[[], None]) -> None:
+    """One server process on a listening socket, until SIGINT or SIGTERM."""
     app = create_app(settings, make_services, on_ready=ready)
+    drain: Callable[[], Awaitable[None]] = app.state.drain
     config = uvicorn.Config(
         app,
         ssl_certfile=settings.tls_cert,
@@ -116,7 +233,23 @@ def serve(args: argparse.Namespace) -> int:
     )
     # uvicorn shuts down in order on SIGINT/SIGTERM, then re-raises the signal: that is a normal exit.
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(uvicorn.Server(config).serve(sockets=[sock]))
+        runner.run(DrainingServer(config, drain).serve(sockets=[sock]))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop (installed with uvicorn[standard]) where it exists: less CPU per frame than asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def parity(_: argparse.Namespace) -> int:
+    from live.parity import document  # reads the installed google-genai SDK (a test dependency)
+
+    sys.stdout.write(document())
     return 0
 
 
@@ -147,6 +280,30 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--upstream-key", help="the upstream's API key; env OPENLIVE_UPSTREAM_KEY")
     s.add_argument("--upstream-code-mode", choices=["tools", "fenced"], help="how the upstream runs code")
     s.add_argument("--code-deadline", type=float, help="seconds a code block may run (default 30)")
+    s.add_argument("--executor", help="where code runs: local (default) or mqtt://HOST:PORT (remote workers)")
+    s.add_argument("--events", help="publish session events to mqtt://HOST:PORT")
+    s.add_argument("--events-content", action="store_true", help="events include code, output and arguments")
+    s.add_argument("--broker-username", help="MQTT login; the password: env OPENLIVE_BROKER__PASSWORD")
+    s.add_argument("--broker-ca", type=Path, help="mqtts://: CA file of the broker's certificate")
+    s.add_argument("--broker-cert", type=Path, help="mqtts://: client certificate")
+    s.add_argument("--broker-key", type=Path, help="mqtts://: client key")
+    s.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
+    s.add_argument("--max-connection-s", type=float, help="goAway, then close, after this long (default 600)")
+    s.add_argument(
+        "--max-session-s",
+        type=float,
+        help="session length without context compression, over resumptions (default 900; 0: none)",
+    )
+    s.add_argument("--resumption-store", help="memory (default) or sqlite:PATH (shared, survives restarts)")
+    s.add_argument("--resumption-ttl-s", type=float, help="handles stay valid this long after a session ends")
+    s.add_argument("--drain-grace-s", type=float, help="on shutdown, time for running turns (default 10)")
+    s.add_argument("--max-sessions-per-key", type=int, help="concurrent Live sessions per API key")
+    s.add_argument("--max-jobs-per-key", type=int, help="concurrent code jobs per API key")
+    s.add_argument("--stt-url", help="speech recognition upstream, OpenAI-compatible (default: pocketsphinx)")
+    s.add_argument("--stt-model", help="the transcription upstream's model (default whisper-1)")
+    s.add_argument("--tts-url", help="speech synthesis upstream, OpenAI-compatible (default: espeak-ng)")
+    s.add_argument("--tts-model", help="the speech upstream's model (default tts-1)")
+    s.add_argument("--tts-voice", help="the speech upstream's voice (default alloy)")
     s.add_argument(
         "--ws-compression",
         action=argparse.BooleanOptionalAction,
@@ -160,8 +317,12 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("dir", type=Path)
     c.set_defaults(func=certs)
 
+    p = sub.add_parser("parity", help="print docs/parity.md: what openlive does with each protocol field")
+    p.set_defaults(func=parity)
+
     # Listed for --help; main() hands their arguments to the module that owns them.
     sub.add_parser("sandbox", help="run code through the sandbox pool (openlive sandbox --help)")
+    sub.add_parser("worker", help="a sandbox worker taking jobs from an MQTT broker (openlive worker --help)")
     sub.add_parser("chat", help="terminal chat client for a running server (openlive chat --help)")
     sub.add_parser("bench", help="load generator (openlive bench --help)")
     return top
@@ -169,7 +330,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    delegated = {"sandbox": "sandbox.cli", "chat": "clients.chat", "bench": "clients.loadgen"}
+    delegated = {
+        "sandbox": "sandbox.cli",
+        "worker": "sandbox.mqtt.worker",
+        "chat": "clients.chat",
+        "bench": "clients.loadgen",
+    }
     if argv and argv[0] in delegated:  # imported on demand: each pulls in its own dependencies
         module = importlib.import_module(delegated[argv[0]])
         return int(module.main(argv[1:]))

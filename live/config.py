@@ -6,13 +6,29 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from live.backends.openai_compat import OpenAIUpstreamConfig
 from sandbox import PoolConfig
+from sandbox.mqtt import BrokerConfig
 
 MiB = 1024 * 1024
+
+
+class BrokerAuth(BaseModel):
+    """Login and TLS for the MQTT broker; `mqtts://` URLs use TLS."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def config(self, url: str) -> BrokerConfig:
+        return BrokerConfig.parse(url, **self.model_dump())
 
 
 class Settings(BaseSettings):
@@ -47,10 +63,42 @@ class Settings(BaseSettings):
     max_code_runs: int = 10  # executions per turn, failed or not
     max_code_output_chars: int = 256 * 1024
     sandbox: PoolConfig = Field(default_factory=PoolConfig)  # TOML [sandbox]; env OPENLIVE_SANDBOX__SLOTS=4
+    # Where code runs: this machine's pool, or remote `openlive worker`s behind an MQTT broker.
+    executor: str = Field("local", pattern=r"^(local|mqtts?://.+)$")
+    events: str | None = Field(None, pattern=r"^mqtts?://.+$")  # session events to this broker
+    events_content: bool = False  # events include code, output, text and function arguments
+    broker: BrokerAuth = Field(default_factory=BrokerAuth)  # TOML [broker]: for --executor and --events
+    workers: int = Field(1, ge=1, le=64)  # server processes on one port (SO_REUSEPORT)
     log_level: str = "info"
     # permessage-deflate, which the SDKs offer: off, as measured (BENCHMARKS.md, "Compression"): Live
     # frames are small, so it saves little on the wire and costs CPU per frame and memory per session.
     ws_compression: bool = False
+    # Speech: pocketsphinx and espeak-ng embedded, or OpenAI-compatible audio upstreams when a URL is set.
+    stt_url: str | None = None  # e.g. http://127.0.0.1:8000/v1 (speaches, faster-whisper server, vLLM)
+    stt_model: str = "whisper-1"
+    stt_key: SecretStr | None = None
+    stt_decoders: int = 4  # pocketsphinx: utterances decoded at once (each decoder holds ~90 MB)
+    tts_url: str | None = None  # e.g. http://127.0.0.1:8880/v1 (speaches, Kokoro-FastAPI)
+    tts_model: str = "tts-1"
+    tts_key: SecretStr | None = None
+    tts_voice: str = "alloy"  # the upstream voice for every Gemini voice name not in tts_voices
+    tts_voices: dict[str, str] = Field(default_factory=dict)  # Gemini voice name -> upstream voice
+
+    # Session lifecycle (live/lifecycle.py): connection and session limits, resumption, shutdown drain.
+    max_connection_s: float = Field(600.0, gt=0)  # goAway, then close 1008, as Google after ~10 min
+    max_session_s: float = Field(900.0, ge=0)  # sessions without context compression; 0 = unlimited
+    resumption_store: str = "memory"  # or sqlite:PATH (shared by processes, survives restarts)
+    resumption_ttl_s: float = Field(7200.0, gt=0)  # handles work this long after the session ends
+    drain_grace_s: float = Field(10.0, ge=0)  # on shutdown, how long running turns may finish
+    max_sessions_per_key: int = Field(0, ge=0)  # concurrent Live sessions per API key; 0 = unlimited
+    max_jobs_per_key: int = Field(0, ge=0)  # concurrent code jobs per API key; 0 = unlimited
+
+    @field_validator("resumption_store")
+    @classmethod
+    def _store_spec(cls, value: str) -> str:
+        if value != "memory" and not (value.startswith("sqlite:") and len(value) > len("sqlite:")):
+            raise ValueError("must be 'memory' or 'sqlite:PATH'")
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

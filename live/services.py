@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from live.backends.registry import Backends
+from live.events import EventBus
+from live.lifecycle import Lifecycle
 from live.metrics import Metrics
+from live.voice import VoiceEngines
 from sandbox import Executor
 
 
@@ -13,4 +16,7 @@ from sandbox import Executor
 class Services:
     backends: Backends
     executor: Executor
+    lifecycle: Lifecycle
+    voice: VoiceEngines
     metrics: Metrics = field(default_factory=Metrics)
+    events: EventBus | None = None  # --events: session events to an MQTT broker

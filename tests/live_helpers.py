@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +29,7 @@ class Turn:
     ("generation_complete", None) ("turn_complete", UsageMetadata|None)."""
 
     events: list[tuple[str, Any]] = field(default_factory=list)
+    turn_complete_reasons: list[Any] = field(default_factory=list)
 
     def kinds(self) -> list[str]:
         kinds: list[str] = []
@@ -65,6 +69,7 @@ def record(turn: Turn, msg: types.LiveServerMessage) -> None:
         turn.events.append(("generation_complete", None))
     if sc.turn_complete:
         turn.events.append(("turn_complete", msg.usage_metadata))
+        turn.turn_complete_reasons.append(sc.turn_complete_reason)
 
 
 async def receive_turn(session: live.AsyncSession, turn: Turn | None = None) -> Turn:
@@ -75,9 +80,34 @@ async def receive_turn(session: live.AsyncSession, turn: Turn | None = None) -> 
     return turn
 
 
+async def receive_until(session: live.AsyncSession, kind: str, turn: Turn | None = None) -> Turn:
+    """Reads, across turn ends, until a message brings an event of `kind` (e.g. "tool_call", "text")."""
+    turn = turn or Turn()
+    while True:
+        async for msg in session.receive():
+            seen = len(turn.events)
+            record(turn, msg)
+            if any(k == kind for k, _ in turn.events[seen:]):
+                return turn
+
+
 async def ask(session: live.AsyncSession, text: str) -> Turn:
     await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(text=text)]))
     return await receive_turn(session)
+
+
+def assert_real_result(code: str, outcome: types.Outcome | None, output: str) -> None:
+    """The sandbox's result is what this code really does: the same output, or the same final error line
+    (e.g. a SyntaxError, which has no traceback). For models whose code is often wrong."""
+    with tempfile.TemporaryDirectory() as scratch:
+        local = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=scratch, timeout=60
+        )
+    if outcome == types.Outcome.OUTCOME_OK:
+        assert (local.returncode, output) == (0, local.stdout)
+    else:
+        assert outcome == types.Outcome.OUTCOME_FAILED and local.returncode != 0
+        assert local.stderr.strip().splitlines()[-1] in output
 
 
 def is_png(data: bytes | str) -> bool:
@@ -96,3 +126,12 @@ def scrape(url: str, ssl_context: Any) -> dict[str, float]:
         if line and not line.startswith("#")
         for key, value in [line.rsplit(" ", 1)]
     }
+
+
+async def until_code_runs(session: live.AsyncSession, text: str) -> None:
+    """Sends a user turn and reads until its executableCode arrives (the code is running then)."""
+    await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(text=text)]))
+    async for msg in session.receive():
+        sc = msg.server_content
+        if sc and sc.model_turn and any(p.executable_code for p in sc.model_turn.parts or []):
+            return

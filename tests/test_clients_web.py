@@ -272,3 +272,4 @@ def test_microphone_streams_16khz_pcm(page: Page, console_server: Server) -> Non
     assert all(len(base64.b64decode(a["data"])) == 1280 for a in sent)  # 40 ms of 16 kHz PCM16
     page.click("#mic")
     expect(page.locator(".frame.out", has_text="realtimeInput audioStreamEnd")).to_have_count(1)
+    expect(page.locator("#status")).to_have_attribute("data-state", "ready")  # the server took it all

@@ -11,7 +11,7 @@ from google.genai import types
 
 from live.backends.scripted import DEFAULT_SCRIPT
 from tests.conftest import Server
-from tests.live_helpers import SEED_PROMPT, ask, is_png, receive_turn, scrape, text_config
+from tests.live_helpers import SEED_PROMPT, ask, is_png, receive_turn, scrape, text_config, until_code_runs
 
 MODEL = "gemini-live-2.5-flash-preview"
 
@@ -31,9 +31,14 @@ async def test_seed_example_runs_real_code(server: Server) -> None:
     )
     # Honest: the number comes from running the code, not from the script.
     assert "5117" not in DEFAULT_SCRIPT.read_text()
-    usage = turn.of("turn_complete")[0]
-    assert (
-        usage is not None and usage.total_token_count == usage.prompt_token_count + usage.response_token_count
+    (usage,) = turn.of("turn_complete")
+    # The scripted model counts words: the prompt, then what the code step fed back (text, code, output).
+    assert usage.prompt_token_count == len(SEED_PROMPT.split())
+    said = "".join(v for k, v in turn.events[: turn.events.index(("code", code))] if k == "text")
+    fed_back = " ".join([said, code, output])
+    assert usage.tool_use_prompt_token_count == len(fed_back.split())
+    assert usage.total_token_count == (
+        usage.prompt_token_count + usage.tool_use_prompt_token_count + usage.response_token_count
     )
 
 
@@ -65,6 +70,7 @@ async def test_failing_code_is_regenerated_at_most_five_times(server: Server) ->
             assert "about to divide" in output  # stdout before the failure is kept
         assert "ZeroDivisionError" in turn.text()  # the model got the error and answered without code
         assert turn.kinds()[-2:] == ["generation_complete", "turn_complete"]
+        assert turn.turn_complete_reasons == [types.TurnCompleteReason.MAX_REGENERATION_REACHED]
         # The session is still usable afterwards.
         again = await ask(session, "hello")
         assert "scripted demo model" in again.text()
@@ -78,15 +84,17 @@ async def test_without_the_code_tool_no_code_runs(server: Server) -> None:
     assert turn.kinds()[-2:] == ["generation_complete", "turn_complete"]
 
 
+WEATHER = types.FunctionDeclaration(
+    name="get_weather",
+    description="Weather for a city",
+    parameters=types.Schema(
+        type=types.Type.OBJECT, properties={"city": types.Schema(type=types.Type.STRING)}
+    ),
+)
+
+
 async def test_function_call_round_trip(server: Server) -> None:
-    weather = types.FunctionDeclaration(
-        name="get_weather",
-        description="Weather for a city",
-        parameters=types.Schema(
-            type=types.Type.OBJECT, properties={"city": types.Schema(type=types.Type.STRING)}
-        ),
-    )
-    config = text_config([types.Tool(function_declarations=[weather])])
+    config = text_config([types.Tool(function_declarations=[WEATHER])])
     async with server.client().aio.live.connect(model=MODEL, config=config) as session:
         await session.send_client_content(
             turns=types.Content(role="user", parts=[types.Part(text="What is the weather in Paris?")])
@@ -142,13 +150,7 @@ async def test_deadline_exceeded_keeps_partial_output(test_server: Server) -> No
 
 async def test_new_content_interrupts_running_code(test_server: Server) -> None:
     async with test_server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
-        await session.send_client_content(
-            turns=types.Content(role="user", parts=[types.Part(text="sleep forever")])
-        )
-        async for msg in session.receive():
-            sc = msg.server_content
-            if sc and sc.model_turn and any(p.executable_code for p in sc.model_turn.parts or []):
-                break
+        await until_code_runs(session, "sleep forever")
         await session.send_client_content(
             turns=types.Content(role="user", parts=[types.Part(text="echo after")])
         )
@@ -198,12 +200,34 @@ async def test_each_figure_is_one_png_part(test_server: Server) -> None:
 
 
 async def test_sessions_run_concurrently(server: Server) -> None:
-    async def one(n: int) -> str:
-        async with server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
-            turn = await ask(session, f"What is the sum of the first {n} prime numbers?")
-            return turn.of("result")[0][1].strip()
+    """Four sessions hold a turn open at one moment: each has its toolCall before any is answered (a server
+    that ran sessions one after another would never get there), and the server counts four active."""
+    cities = ["Paris", "Oslo", "Lima", "Cairo"]
+    config = text_config([types.Tool(function_declarations=[WEATHER])])
+    before = scrape(server.url, server.ssl_context())
+    all_waiting = asyncio.Barrier(len(cities))
+    during: dict[str, float] = {}
 
-    assert await asyncio.gather(*(one(n) for n in (5, 6, 7, 8))) == ["28", "41", "58", "77"]
+    async def one(city: str) -> str:
+        async with server.client().aio.live.connect(model=MODEL, config=config) as session:
+            await session.send_client_content(
+                turns=types.Content(role="user", parts=[types.Part(text=f"What is the weather in {city}?")])
+            )
+            ((call,),) = await receive_turn_until_tool_call(session)
+            assert call.args == {"city": city}
+            if await all_waiting.wait() == 0:  # one of the four reads the server while all wait
+                during.update(await asyncio.to_thread(scrape, server.url, server.ssl_context()))
+            await all_waiting.wait()
+            forecast = {"forecast": f"sun in {city}"}
+            await session.send_tool_response(
+                function_responses=[types.FunctionResponse(id=call.id, name=call.name, response=forecast)]
+            )
+            return (await receive_turn(session)).text()
+
+    texts = await asyncio.wait_for(asyncio.gather(*(one(city) for city in cities)), 60)
+    for key in ("openlive_sessions_active", "openlive_turns_total"):
+        assert during[key] - before.get(key, 0) == len(cities), key
+    assert all(f"sun in {city}" in text for city, text in zip(cities, texts, strict=True))
 
 
 async def test_code_runs_per_turn_are_capped(test_server: Server) -> None:
@@ -253,9 +277,7 @@ async def test_unnamed_attachments_get_the_names_the_model_is_told(test_server: 
             types.Part(text="sum the unnamed csv"),
         ]))  # fmt: skip
         turn = await receive_turn(session)
-    assert turn.of("result") == [
-        (types.Outcome.OUTCOME_OK, "['input_file_0.png', 'input_file_1.csv']\n11\n")
-    ]
+    assert turn.of("result") == [(types.Outcome.OUTCOME_OK, "['input_file_0.png', 'input_file_1.csv']\n11\n")]
 
 
 async def test_long_text_is_split_under_the_message_limit(test_server: Server) -> None:

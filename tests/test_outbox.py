@@ -10,12 +10,16 @@ import asyncio
 import json
 import logging
 
-from live.outbox import Close, Queued, write
+from live.outbox import Close, Outbox, write
 from live.turns import MAX_TEXT_CHARS
-from protocol import ModelText, ServerContent, ServerMessage
+from protocol import ModelText, Outbound, ServerContent, ServerMessage
 
 LOG = logging.LoggerAdapter(logging.getLogger("test.outbox"), {})
 TURN_COMPLETE = ServerMessage(server_content=ServerContent(turn_complete=True))
+
+
+def ignore_sent(_: Outbound) -> None:
+    return None
 
 
 class Recorder:
@@ -46,7 +50,7 @@ def texts(frames: list[dict[str, object]]) -> list[str | None]:
 
 
 async def test_deltas_queued_behind_the_writer_go_out_as_one_message_in_order() -> None:
-    queue: asyncio.Queue[Queued] = asyncio.Queue()
+    queue = Outbox()
     transport = Recorder()
     for word in ["The ", "sum ", "is ", "129."]:
         queue.put_nowait(ModelText(word))
@@ -54,16 +58,16 @@ async def test_deltas_queued_behind_the_writer_go_out_as_one_message_in_order() 
     queue.put_nowait(ModelText("next "))
     queue.put_nowait(ModelText("turn"))
     queue.put_nowait(Close(1000, "bye"))
-    await asyncio.wait_for(write(queue, transport, LOG), 5)
+    await asyncio.wait_for(write(queue, transport, LOG, ignore_sent), 5)
     assert texts(transport.frames) == ["The sum is 129.", None, "next turn"]
     assert transport.frames[1] == {"serverContent": {"turnComplete": True}}
     assert transport.closed == (1000, "bye")
 
 
 async def test_an_idle_writer_sends_each_delta_at_once() -> None:
-    queue: asyncio.Queue[Queued] = asyncio.Queue()
+    queue = Outbox()
     transport = Recorder()
-    writer = asyncio.create_task(write(queue, transport, LOG))
+    writer = asyncio.create_task(write(queue, transport, LOG, ignore_sent))
     for word in ["one ", "two ", "three"]:
         transport.sent.clear()
         queue.put_nowait(ModelText(word))
@@ -74,11 +78,11 @@ async def test_an_idle_writer_sends_each_delta_at_once() -> None:
 
 
 async def test_merged_deltas_stay_under_the_message_limit() -> None:
-    queue: asyncio.Queue[Queued] = asyncio.Queue()
+    queue = Outbox()
     transport = Recorder()
     piece = "x" * (MAX_TEXT_CHARS // 2)
     for _ in range(5):
         queue.put_nowait(ModelText(piece))
     queue.put_nowait(Close(1000, ""))
-    await asyncio.wait_for(write(queue, transport, LOG), 5)
+    await asyncio.wait_for(write(queue, transport, LOG, ignore_sent), 5)
     assert [len(t or "") for t in texts(transport.frames)] == [MAX_TEXT_CHARS, MAX_TEXT_CHARS, len(piece)]

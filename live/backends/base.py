@@ -47,6 +47,8 @@ class FunctionCalls:
 
 @dataclass(frozen=True)
 class Usage:
+    """Token counts of this model call so far; a stream may report more than once (the latest counts)."""
+
     prompt_tokens: int
     response_tokens: int
 
@@ -66,6 +68,14 @@ class ModelBackend(Protocol):
 
     def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
         """Closing the generator (aclose) must stop generation promptly."""
+        ...
+
+    async def count_tokens(self, request: ModelRequest) -> int:
+        """The prompt's size in the model's tokens: exact where the backend has the tokenizer."""
+        ...
+
+    def context_window(self) -> int:
+        """The most tokens a prompt and its answer may take together."""
         ...
 
     async def close(self) -> None: ...

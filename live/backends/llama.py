@@ -221,6 +221,21 @@ class LlamaBackend:
             else _Done(finish, len(prompt), counted)
         )
 
+    async def count_tokens(self, request: ModelRequest) -> int:
+        """Exact: the prompt as the chat template renders it, through the model's own tokenizer."""
+        chat = to_chat(request, "fenced", system_role=self._system_role)
+
+        def count() -> int:
+            formatted = self._formatter(messages=cast(Any, chat.messages))
+            tokens = self._llama.tokenize(formatted.prompt.encode(), add_bos=not formatted.added_special,
+                                          special=True)  # fmt: skip
+            return len(tokens)
+
+        return await asyncio.to_thread(count)
+
+    def context_window(self) -> int:
+        return self._llama.n_ctx()
+
     async def close(self) -> None:
         self._closing.set()  # the running generation stops within a token; queued ones do not start
         await asyncio.to_thread(self._pool.shutdown, True)

@@ -54,6 +54,7 @@ class OpenAIUpstreamConfig(BaseModel):
     idle_timeout_s: float = 60.0  # longest silence between two streamed chunks
     retries: int = Field(2, ge=0)
     retry_backoff_s: float = 0.5
+    context_window: int = Field(32768, ge=1)  # the upstream model's; the API cannot tell us
 
     @property
     def name(self) -> str:
@@ -177,6 +178,14 @@ class OpenAIBackend:
             except (openai.OpenAIError, TimeoutError) as exc:
                 raise upstream_error(exc) from exc
             yield chunk
+
+    async def count_tokens(self, request: ModelRequest) -> int:
+        """An estimate, four characters a token: an OpenAI-compatible server has no counting endpoint."""
+        chat = to_chat(request, self.config.code_mode, self.config.system_role)
+        return len(json.dumps([chat.messages, chat.tools])) // 4
+
+    def context_window(self) -> int:
+        return self.config.context_window
 
     async def close(self) -> None:
         await self._client.close()

@@ -41,6 +41,7 @@ from sandbox import Executor
 
 log = logging.getLogger("openlive.session")
 
+
 @dataclass(frozen=True)
 class SessionLimits:
     max_message_bytes: int

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import functools
 import importlib
@@ -232,18 +231,9 @@ def _run(settings: Settings, sock: socket.socket, ready: Callable[[], None]) -> 
         lifespan="on",
     )
     # uvicorn shuts down in order on SIGINT/SIGTERM, then re-raises the signal: that is a normal exit.
-    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(DrainingServer(config, drain).serve(sockets=[sock]))
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop (installed with uvicorn[standard]) where it exists: less CPU per frame than asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
+    # On uvicorn's loop ("auto": uvloop where installed, as with uvicorn[standard]): less CPU per frame.
+    with contextlib.suppress(KeyboardInterrupt):
+        DrainingServer(config, drain).run(sockets=[sock])
 
 
 def parity(_: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from live.rest import rest_router
 from live.services import Services
 from live.session import Session, SessionLimits
-from live.tokens import QuotaExceeded, identify, token_router
+from live.tokens import identify, token_router
 from live.transport import StarletteTransport, TransportClosed
 from live.turns import TurnLimits
 from protocol import ProtocolError
@@ -194,9 +194,10 @@ def create_app(
                 )
                 await session.serve()
         except ProtocolError as exc:
-            if isinstance(exc, QuotaExceeded):  # the SDK reports a close only once its setup is sent
-                with contextlib.suppress(TransportClosed, TimeoutError):
-                    await asyncio.wait_for(transport.recv(), settings.setup_timeout_s)
+            # The SDK reports a close only once its setup is sent; a close that beats the setup (as it can
+            # on a fast server) makes its send fail with no reason instead.
+            with contextlib.suppress(TransportClosed, TimeoutError):
+                await asyncio.wait_for(transport.recv(), settings.setup_timeout_s)
             s.metrics.closes.labels(code=exc.code).inc()
             await transport.close(exc.code, exc.reason)
 

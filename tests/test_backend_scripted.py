@@ -23,6 +23,8 @@ async def test_prompt_tokens_follow_a_growing_history_cut_at_the_front_and_rewri
     for turn in range(30):
         history.append(Content(role="user", parts=[Part(text=f"echo turn {turn} " + "word " * turn)]))
         assert await prompt_tokens(backend, history) == words(history)
+        request = ModelRequest(model="m", history=list(history), system_instruction="be brief")
+        assert await backend.count_tokens(request) == words(history) + 2  # the window check, each turn
         history.append(Content(role="model", parts=[Part(text="a reply of six words here")]))
     del history[:10]  # a context window cut at the front (sliding window)
     history.append(Content(role="user", parts=[Part(text="echo after the cut")]))

@@ -345,7 +345,9 @@ class ScriptedBackend:
 
     async def count_tokens(self, request: ModelRequest) -> int:
         """The scripted model's tokens are words (whitespace-separated), the system instruction's too."""
-        return _words(request.history) + len((request.system_instruction or "").split())
+        settled = _view(request.history, set()).start  # a start no later than the turn's: still settled
+        words = self._prompt_words.count(request.history, settled)
+        return words + len((request.system_instruction or "").split())
 
     def context_window(self) -> int:
         return self._script.context_window

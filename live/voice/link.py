@@ -14,7 +14,7 @@ from live.voice.stt import PocketsphinxTranscriber
 from protocol import Content, ProtocolError, ServerMessage, Setup
 
 _MODALITIES = ("TEXT", "AUDIO")
-_SENTENCE = re.compile(r"(?<=[.!?\n])\s+")
+_SENTENCE = re.compile(r"(?<=[.!?;:\n])\s+")
 _RECENT_TEXTS = 20  # text parts of the history that bias recognition
 
 

@@ -7,20 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import math
 import os
 import shutil
 import ssl
 import struct
 import threading
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from protocol import (
     Blob,
@@ -34,7 +34,7 @@ from protocol import (
     parse_client_message,
 )
 from tests.conftest import API_KEY, REPO, Server, start_demo_server
-from tests.speech import silence, speak
+from tests.speech import silence, speak, write_wav
 
 CHROMIUM = os.environ.get("OPENLIVE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("OPENLIVE_ARTIFACTS", REPO / "test-artifacts"))
@@ -79,29 +79,40 @@ def console_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     srv.stop()
 
 
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--ignore-certificate-errors",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+
+
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Playwright's launch() gives the browser a fresh temporary user-data-dir of its own.
+def playwright() -> Iterator[Playwright]:
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--ignore-certificate-errors",
-                "--autoplay-policy=no-user-gesture-required",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-            ],
-        )
-        yield chromium
-        chromium.close()
+        yield pw
+
+
+@contextlib.contextmanager
+def chromium(pw: Playwright, *extra_args: str) -> Iterator[Browser]:
+    # Playwright's launch() gives the browser a fresh temporary user-data-dir of its own.
+    launched = pw.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    with chromium(playwright) as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -281,31 +292,13 @@ def test_microphone_streams_16khz_pcm(page: Page, console_server: Server) -> Non
 
 
 @pytest.fixture(scope="module")
-def talking_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+def talking_browser(playwright: Playwright, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     """Chromium whose fake microphone says the question once (espeak-ng), then stays silent."""
-    wav = tmp_path_factory.mktemp("mic") / "question.wav"
-    with wave.open(str(wav), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(silence(0.5) + speak(SPOKEN_QUESTION) + silence(6.0))
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--ignore-certificate-errors",
-                "--autoplay-policy=no-user-gesture-required",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={wav}%noloop",
-            ],
-        )
-        yield chromium
-        chromium.close()
+    wav = write_wav(
+        tmp_path_factory.mktemp("mic") / "question.wav", silence(0.5) + speak(SPOKEN_QUESTION) + silence(6)
+    )
+    with chromium(playwright, f"--use-file-for-fake-audio-capture={wav}%noloop") as launched:
+        yield launched
 
 
 def test_talk_mode_speaks_with_the_real_server(talking_browser: Browser, console_server: Server) -> None:

@@ -133,7 +133,8 @@ def main() -> None:
                     f"{n:3d} sessions x {args.turns} turns: end of speech -> first audio "
                     f"p50 {p50:6.0f} ms  p99 {p99:6.0f} ms  "
                     f"mean {statistics.mean(latencies):6.0f} ms  "
-                    f"p50/goal(300 ms) {p50 / GOAL_MS:4.2f}  real time (all < 1 s): {keeps}  errors {len(errors)}",
+                    f"p50/goal(300 ms) {p50 / GOAL_MS:4.2f}  real time (all < 1 s): {keeps}  "
+                    f"errors {len(errors)}",
                     flush=True,
                 )
         finally:

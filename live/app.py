@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import re
@@ -14,13 +15,18 @@ from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
-from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential
+from live import api_errors, openapi
+from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential, rest_caller
 from live.config import Settings
+from live.files import CallerFiles
+from live.files_api import files_router
 from live.rest import rest_router
+from live.rest_common import Caller
 from live.services import Services
 from live.session import Session, SessionLimits
 from live.transport import StarletteTransport
 from live.turns import TurnLimits
+from protocol import CountTokensRequest, GenerateContentRequest
 
 log = logging.getLogger("openlive.app")
 
@@ -56,17 +62,23 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         nonlocal services
         services = make_services(settings)
+        services.files.open()
         await services.executor.start()
         tune_gc()
+        sweeper = asyncio.create_task(services.files.sweep_forever())
         try:
             if on_ready is not None:
                 on_ready()
             yield
         finally:
+            sweeper.cancel()
             await services.executor.close()
             await services.backends.close()
+            services.files.close()
 
     app = FastAPI(title="openlive", lifespan=lifespan, docs_url=None, redoc_url=None)
+    api_errors.install(app)
+    openapi.install(app, [GenerateContentRequest, CountTokensRequest])
     limits = SessionLimits(
         max_message_bytes=settings.max_message_bytes,
         setup_timeout_s=settings.setup_timeout_s,
@@ -82,7 +94,9 @@ def create_app(
         assert services is not None
         return services
 
-    app.include_router(rest_router(settings.api_keys, limits, running))
+    caller = Caller(settings.api_keys)
+    app.include_router(rest_router(caller, limits, running))
+    app.include_router(files_router(lambda: running().files, caller))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -121,6 +135,7 @@ def create_app(
             await transport.close(1008, UNREGISTERED_CALLER)
             return
         assert services is not None
+        owner = rest_caller(websocket.headers, websocket.query_params, settings.api_keys)
         session = Session(
             transport,
             services.backends,
@@ -129,6 +144,7 @@ def create_app(
             session_id=uuid.uuid4().hex,
             api_version=match["version"],
             metrics=services.metrics,
+            files=CallerFiles(services.files, owner),
         )
         await session.serve()
 

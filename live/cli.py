@@ -21,6 +21,7 @@ from live.backends.registry import Backends
 from live.backends.scripted import ScriptedBackend
 from live.certs import write_certs
 from live.config import Settings, load_settings
+from live.files import FileStore
 from live.services import Services
 from sandbox import LocalPool
 
@@ -47,7 +48,8 @@ def make_backends(settings: Settings) -> Backends:
 
 
 def make_services(settings: Settings) -> Services:
-    return Services(backends=make_backends(settings), executor=LocalPool(settings.sandbox))
+    backends, files = make_backends(settings), FileStore(settings.files)
+    return Services(backends=backends, executor=LocalPool(settings.sandbox), files=files)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -79,6 +81,8 @@ def serve(args: argparse.Namespace) -> int:
         "upstream_code_mode": args.upstream_code_mode,
     }
     settings = load_settings(overrides, args.config)
+    if args.files_dir is not None:
+        settings.files.directory = args.files_dir
     logs.configure(settings.log_level)
     sock = _listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
@@ -131,6 +135,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--upstream-key", help="the upstream's API key; env OPENLIVE_UPSTREAM_KEY")
     s.add_argument("--upstream-code-mode", choices=["tools", "fenced"], help="how the upstream runs code")
     s.add_argument("--code-deadline", type=float, help="seconds a code block may run (default 30)")
+    s.add_argument("--files-dir", type=Path, help="Files API storage (default ~/.local/share/openlive/files)")
     s.add_argument("--log-level")
     s.add_argument("--config", type=Path, help="TOML file with the same settings")
     s.set_defaults(func=serve)

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from live.backends.openai_compat import OpenAIUpstreamConfig
+from live.files import FileLimits
 from sandbox import PoolConfig
 
 MiB = 1024 * 1024
@@ -47,6 +48,7 @@ class Settings(BaseSettings):
     max_code_runs: int = 10  # executions per turn, failed or not
     max_code_output_chars: int = 256 * 1024
     sandbox: PoolConfig = Field(default_factory=PoolConfig)  # TOML [sandbox]; env OPENLIVE_SANDBOX__SLOTS=4
+    files: FileLimits = Field(default_factory=FileLimits)  # TOML [files]; env OPENLIVE_FILES__DIRECTORY
     log_level: str = "info"
 
     @field_validator("api_keys", mode="before")

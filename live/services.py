@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from live.backends.registry import Backends
+from live.files import FileLimits, FileStore
 from live.metrics import Metrics
 from sandbox import Executor
 
@@ -14,3 +15,4 @@ class Services:
     backends: Backends
     executor: Executor
     metrics: Metrics = field(default_factory=Metrics)
+    files: FileStore = field(default_factory=lambda: FileStore(FileLimits()))

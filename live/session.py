@@ -6,8 +6,11 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from live.api_errors import ApiError
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
+from live.files import CallerFiles
+from live.generation import Unsupported, check
 from live.metrics import Metrics
 from live.transport import Transport, TransportClosed
 from live.turns import Conversation, TurnEngine, TurnLimits
@@ -62,8 +65,10 @@ class Session:
         session_id: str,
         metrics: Metrics,
         api_version: str = "v1beta",
+        files: CallerFiles | None = None,
     ) -> None:
         self.id = session_id
+        self._files = files
         self._metrics = metrics
         self._transport = transport
         self._backends = backends
@@ -116,6 +121,12 @@ class Session:
         backend = self._backends.resolve(setup.model, self._api_version)
         conv = _conversation(setup)
         conv.session = self.id
+        conv.files = self._files
+        try:
+            check(conv.generation, structured_output=backend.structured_output,
+                  tools=bool(conv.functions) or conv.code_execution, live=True)  # fmt: skip
+        except Unsupported as exc:
+            raise ProtocolError(1007, str(exc)) from None
         engine = TurnEngine(
             backend, self._executor, self._limits.turn, self._emit, self._call_functions, self._metrics
         )
@@ -173,6 +184,7 @@ class Session:
         self, content: ClientContent, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup
     ) -> None:
         await self._interrupt()
+        self._resolve_files(content.turns)
         conv.add(content.turns)
         if content.turn_complete:
             self._start_turn(conv, engine, tg)
@@ -184,6 +196,15 @@ class Session:
             await self._interrupt()
             conv.add([Content(role="user", parts=[Part(text=rt.text)])])
             self._start_turn(conv, engine, tg)
+
+    def _resolve_files(self, turns: list[Content]) -> None:
+        """`fileData` parts must name the caller's live uploads (else the REST answer, as a close)."""
+        if self._files is None:
+            return
+        try:
+            self._files.resolve(turns)
+        except ApiError as exc:
+            raise ProtocolError(1007 if exc.code == 400 else 1008, exc.message) from None
 
     def _on_tool_response(self, response: ToolResponse) -> None:
         for fr in response.function_responses:

@@ -12,7 +12,7 @@ import mimetypes
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from live.backends.base import (
     CodeCall,
@@ -30,6 +30,7 @@ from protocol import (
     CodeExecutionResult,
     Content,
     ExecutableCode,
+    FileData,
     FunctionCall,
     FunctionDeclaration,
     FunctionResponse,
@@ -44,6 +45,15 @@ from protocol import (
 from sandbox import Executor, File, Job, Outcome, Result
 
 log = logging.getLogger("openlive.turns")
+
+
+class FileReader(Protocol):
+    """Where `fileData` parts' bytes come from (the Files API store, as the caller may see it)."""
+
+    async def read(self, uri: str) -> bytes | None:
+        """The file's bytes; None when it has gone (deleted or expired) since it was attached."""
+        ...
+
 
 Emit = Callable[[ServerMessage], Awaitable[None]]
 CallFunctions = Callable[[list[FunctionCall]], Awaitable[list[FunctionResponse]]]
@@ -73,16 +83,17 @@ class Conversation:
     functions: list[FunctionDeclaration] = field(default_factory=list)
     code_execution: bool = False
     generation: GenerationConfig | None = None
+    files: FileReader | None = None  # resolves `fileData` parts; None: only inline data reaches code
 
     def add(self, contents: list[Content]) -> None:
         """Appends client turns, naming unnamed attachments `input_file_N.ext`, the name under which the
         code finds them in its working directory, so the model and the sandbox agree on it."""
         count = sum(1 for _ in _attachments(self.history))
         self.history.extend(contents)
-        for blob in _attachments(contents):
-            if not blob.display_name:
-                extension = mimetypes.guess_extension(blob.mime_type or "") or ""
-                blob.display_name = f"input_file_{count}{extension}"
+        for item in _attachments(contents):
+            if not item.display_name:
+                extension = mimetypes.guess_extension(item.mime_type or "") or ""
+                item.display_name = f"input_file_{count}{extension}"
             count += 1
 
     def set_tools(self, tools: list[Tool]) -> None:
@@ -110,21 +121,64 @@ def model_message(part: Part) -> ServerMessage:
 
 @dataclass
 class _Tokens:
-    prompt: int = 0
+    """A turn's usage the way Gemini reports it: the prompt as the first step read it, model output over
+    every step, and the code results fed back to the model as the tool-use prompt."""
+
+    prompt: int | None = None
     response: int = 0
+    tool_use: int = 0
 
     def add(self, usage: Usage) -> None:
-        self.prompt = max(self.prompt, usage.prompt_tokens)  # each request re-reads the whole history
+        if self.prompt is None:
+            self.prompt = usage.prompt_tokens  # later steps re-read it with the tool results appended
         self.response += usage.response_tokens
 
     def metadata(self) -> UsageMetadata:
+        prompt = self.prompt or 0
         return UsageMetadata(
-            prompt_token_count=self.prompt,
+            prompt_token_count=prompt,
             response_token_count=self.response,
-            total_token_count=self.prompt + self.response,
-            prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=self.prompt)],
+            tool_use_prompt_token_count=self.tool_use or None,
+            total_token_count=prompt + self.response + self.tool_use,
+            prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=prompt)],
             response_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=self.response)],
+            tool_use_prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=self.tool_use)]
+            if self.tool_use
+            else None,
         )
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """How a turn ended: Gemini's finishReason (STOP, MAX_TOKENS, MALFORMED_FUNCTION_CALL, ...) and usage."""
+
+    finish_reason: str
+    usage: UsageMetadata
+
+
+class _StopSequences:
+    """Cuts streamed text at the first stop sequence; text that may begin one is held back until it can't."""
+
+    def __init__(self, sequences: list[str]) -> None:
+        self._sequences = [s for s in sequences if s]
+        self._held = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        if not self._sequences:
+            return text
+        text = self._held + text
+        cut = min((i for i in (text.find(s) for s in self._sequences) if i >= 0), default=-1)
+        if cut >= 0:
+            self._held, self.stopped = "", True
+            return text[:cut]
+        keep = max((n for s in self._sequences for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
+        self._held = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held
 
 
 class TurnEngine:
@@ -144,11 +198,27 @@ class TurnEngine:
         self._emit = emit
         self._call_functions = call_functions
 
-    async def run(self, conv: Conversation) -> None:
-        """Runs one turn to `turnComplete`. Cancelling it leaves what was already sent in the history."""
+    async def run(self, conv: Conversation) -> TurnResult:
+        """Runs one turn to `turnComplete`. Cancelling it leaves what was already sent in the history.
+
+        `maxOutputTokens` is the whole turn's budget (each model step gets what is left) and
+        `stopSequences` end the turn where the text reaches one, as Gemini applies them to a response.
+        """
         tokens = _Tokens()
         runs = failed_runs = 0
+        generation = conv.generation
+        budget = generation.max_output_tokens if generation else None
+        stops = _StopSequences((generation.stop_sequences or []) if generation else [])
+        finish = "STOP"
         while True:
+            if budget is not None and tokens.response >= budget:
+                finish = "MAX_TOKENS"
+                break
+            step_generation = generation
+            if generation is not None and budget is not None:
+                step_generation = generation.model_copy(
+                    update={"max_output_tokens": budget - tokens.response}
+                )
             request = ModelRequest(
                 model=conv.model,
                 history=list(conv.history),
@@ -157,55 +227,69 @@ class TurnEngine:
                 code_execution=conv.code_execution
                 and failed_runs < self._limits.max_code_attempts
                 and runs < self._limits.max_code_runs,
-                generation=conv.generation,
+                generation=step_generation,
             )
             # aclosing: the model's stream (an upstream HTTP response) is closed before code runs.
             async with contextlib.aclosing(self._backend.stream(request)) as events:
-                action = await self._read_step(conv, events, tokens)
-            if isinstance(action, CodeCall) and request.code_execution:
-                result = await self._run_code(conv, action.code)
+                action = await self._read_step(conv, events, tokens, stops)
+            await self._text(conv, stops.flush())
+            if isinstance(action, CodeCall) and request.code_execution and not stops.stopped:
+                result, fed_back = await self._run_code(conv, action.code)
+                tokens.tool_use += await self._backend.count_tokens(
+                    ModelRequest(
+                        model=conv.model, history=[Content(role="user", parts=[Part(text=fed_back)])]
+                    )
+                )
                 self._metrics.code_runs[result.outcome.value] += 1
                 runs += 1
                 failed_runs += result.outcome != Outcome.OK
-            elif isinstance(action, FunctionCalls):
+            elif isinstance(action, FunctionCalls) and not stops.stopped:
                 calls = [FunctionCall(id=new_call_id(), name=c.name, args=c.args) for c in action.calls]
                 _model_content(conv).parts.extend(Part(function_call=c) for c in calls)
                 responses = await self._call_functions(calls)
                 answers = [Part(function_response=r) for r in responses]
                 conv.history.append(Content(role="user", parts=answers))
             else:
+                finish = action.reason if isinstance(action, Finish) and not stops.stopped else "STOP"
                 break
         self._metrics.response_tokens_total += tokens.response
+        usage = tokens.metadata()
         await self._emit(ServerMessage(server_content=ServerContent(generation_complete=True)))
         await self._emit(
-            ServerMessage(server_content=ServerContent(turn_complete=True), usage_metadata=tokens.metadata())
+            ServerMessage(server_content=ServerContent(turn_complete=True), usage_metadata=usage)
         )
+        return TurnResult(finish, usage)
 
     async def _read_step(
-        self, conv: Conversation, events: AsyncIterator[ModelEvent], tokens: _Tokens
-    ) -> CodeCall | FunctionCalls | None:
-        """Streams one model call's text; returns the code or calls it ends with (None: it finished)."""
+        self, conv: Conversation, events: AsyncIterator[ModelEvent], tokens: _Tokens, stops: _StopSequences
+    ) -> CodeCall | FunctionCalls | Finish | None:
+        """Streams one model call's text; returns the code, calls or finish it ends with (None: no Finish)."""
         async for event in events:
             if isinstance(event, TextDelta) and event.text:
-                _append_text(conv, event.text)
-                for start in range(0, len(event.text), MAX_TEXT_CHARS):
-                    piece = event.text[start : start + MAX_TEXT_CHARS]
-                    await self._emit(model_message(Part(text=piece)))
+                await self._text(conv, stops.feed(event.text))
+                if stops.stopped:
+                    return None  # closing the stream stops generation
             elif isinstance(event, Usage):
                 tokens.add(event)
-            elif isinstance(event, CodeCall | FunctionCalls):
+            elif isinstance(event, CodeCall | FunctionCalls | Finish):
                 return event
-            elif isinstance(event, Finish):
-                break
         return None
 
-    async def _run_code(self, conv: Conversation, code: str) -> Result:
+    async def _text(self, conv: Conversation, text: str) -> None:
+        if not text:
+            return
+        _append_text(conv, text)
+        for start in range(0, len(text), MAX_TEXT_CHARS):
+            await self._emit(model_message(Part(text=text[start : start + MAX_TEXT_CHARS])))
+
+    async def _run_code(self, conv: Conversation, code: str) -> tuple[Result, str]:
+        """Runs the code; returns the result and the result text the model is shown."""
         call = ExecutableCode(language="PYTHON", code=code)
         _model_content(conv).parts.append(Part(executable_code=call))
         await self._emit(model_message(Part(executable_code=call)))
         job = Job(
             code=code,
-            files=_input_files(conv.history),
+            files=await _input_files(conv),
             deadline_s=self._limits.code_deadline_s,
             host_functions=[f.name for f in conv.functions],
             session=conv.session,
@@ -219,7 +303,7 @@ class TurnEngine:
         for part in parts:
             await self._emit(model_message(part))
         log.info("code outcome=%s duration_ms=%.1f", result.outcome.value, result.duration_s * 1000)
-        return result
+        return result, output
 
     async def _host_call(self, name: str, args: dict[str, Any]) -> Any:
         """`default_api.<name>(...)` from running code becomes a toolCall to the client."""
@@ -247,24 +331,31 @@ def _cap(text: str, limit: int) -> str:
     return text[:limit] + f"\n[output truncated: {len(text) - limit} more characters]\n"
 
 
-def _attachments(contents: list[Content]) -> Iterator[Blob]:
-    """Inline data the user attached, other than audio and video (which are media, not files)."""
+def _attachments(contents: list[Content]) -> Iterator[Blob | FileData]:
+    """Files the user attached, inline or by URI, other than audio and video (media, not files)."""
     for content in contents:
         if content.role in (None, "user"):
             for part in content.parts:
-                blob = part.inline_data
-                if blob is not None and not (blob.mime_type or "").startswith(_MEDIA_PREFIXES):
-                    yield blob
+                item = part.inline_data or part.file_data
+                if item is not None and not (item.mime_type or "").startswith(_MEDIA_PREFIXES):
+                    yield item
 
 
-def _input_files(history: list[Content]) -> list[File]:
+async def _input_files(conv: Conversation) -> list[File]:
     """Files the user attached are placed in the job's scratch dir (a later one wins a name)."""
     mime = "application/octet-stream"
-    files = {
-        b.display_name: File(name=b.display_name, data=b.data, mime_type=b.mime_type or mime)
-        for b in _attachments(history)
-        if b.display_name
-    }
+    files: dict[str, File] = {}
+    for item in _attachments(conv.history):
+        if not item.display_name:
+            continue
+        if isinstance(item, Blob):
+            data: bytes | None = item.data
+        else:
+            data = await conv.files.read(item.file_uri) if conv.files and item.file_uri else None
+        if data is not None:
+            files[item.display_name] = File(
+                name=item.display_name, data=data, mime_type=item.mime_type or mime
+            )
     return list(files.values())
 
 

@@ -32,6 +32,7 @@ class GenerateContentUsage(WireModel):
 
     prompt_token_count: int | None = None
     candidates_token_count: int | None = None
+    tool_use_prompt_token_count: int | None = None
     total_token_count: int | None = None
 
 
@@ -43,7 +44,11 @@ class GenerateContentResponse(WireModel):
 
 class ModelInfo(WireModel):
     name: str
+    version: str | None = None
     display_name: str | None = None
+    description: str | None = None
+    input_token_limit: int | None = None
+    output_token_limit: int | None = None
     supported_generation_methods: list[str] = Field(default_factory=list)
 
 
@@ -61,3 +66,46 @@ class ErrorResponse(WireModel):
     """Google's JSON error envelope, which the SDKs turn into ClientError/ServerError."""
 
     error: ErrorBody
+
+
+class FileResource(WireModel):
+    """The Files API `File`: int64 sizes as strings and RFC 3339 times, as protobuf JSON writes them."""
+
+    name: str | None = None
+    display_name: str | None = None
+    mime_type: str | None = None
+    size_bytes: str | None = None
+    create_time: str | None = None
+    update_time: str | None = None
+    expiration_time: str | None = None
+    sha256_hash: str | None = None
+    uri: str | None = None
+    state: str | None = None
+    source: str | None = None
+
+
+class CreateFileRequest(WireModel):
+    """The body of an upload's `start` request (`client.files.upload` sends the metadata it knows)."""
+
+    file: FileResource | None = None
+
+
+class CreateFileResponse(WireModel):
+    file: FileResource
+
+
+class ListFilesResponse(WireModel):
+    files: list[FileResource] = Field(default_factory=list)
+    next_page_token: str | None = None
+
+
+class CountTokensRequest(WireModel):
+    """Either `contents` or a whole `generateContentRequest` (whose tools and system text count too)."""
+
+    contents: list[Content] | None = None
+    generate_content_request: GenerateContentRequest | None = None
+
+
+class CountTokensResponse(WireModel):
+    total_tokens: int
+    cached_content_token_count: int | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, ConfigDict
 
 from .base import WireModel
 from .parts import Content, Part
@@ -48,7 +48,12 @@ class ThinkingConfig(WireModel):
 
 
 class GenerationConfig(WireModel):
-    """Sampling and output options; ``topK`` arrives as a float from the SDK."""
+    """Sampling and output options; ``topK`` arrives as a float from the SDK.
+
+    Unknown fields are kept (``model_extra``) rather than dropped, so the server can refuse them by name.
+    """
+
+    model_config = ConfigDict(extra="allow")
 
     response_modalities: list[str] | None = None
     temperature: float | None = None
@@ -64,6 +69,10 @@ class GenerationConfig(WireModel):
     thinking_config: ThinkingConfig | None = None
     enable_affective_dialog: bool | None = None
     translation_config: dict[str, Any] | None = None
+    stop_sequences: list[str] | None = None
+    response_mime_type: str | None = None
+    response_schema: dict[str, Any] | None = None
+    response_json_schema: dict[str, Any] | None = None
 
 
 class FunctionDeclaration(WireModel):

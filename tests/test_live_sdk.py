@@ -32,8 +32,11 @@ async def test_seed_example_runs_real_code(server: Server) -> None:
     # Honest: the number comes from running the code, not from the script.
     assert "5117" not in DEFAULT_SCRIPT.read_text()
     usage = turn.of("turn_complete")[0]
-    assert (
-        usage is not None and usage.total_token_count == usage.prompt_token_count + usage.response_token_count
+    assert usage is not None
+    # The code's result ("5117", one scripted token) is counted as the tool-use prompt, as Gemini does.
+    assert usage.tool_use_prompt_token_count == 1
+    assert usage.total_token_count == (
+        usage.prompt_token_count + usage.response_token_count + usage.tool_use_prompt_token_count
     )
 
 

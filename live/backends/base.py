@@ -60,12 +60,19 @@ ModelEvent = TextDelta | CodeCall | FunctionCalls | Usage | Finish
 
 
 class ModelBackend(Protocol):
+    structured_output: bool
+    """True when the backend can hold its output to a JSON schema (JSON mode); False: it is refused."""
+
     def models(self) -> list[str]:
         """Model names this backend serves (without the `models/` prefix)."""
         ...
 
     def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
         """Closing the generator (aclose) must stop generation promptly."""
+        ...
+
+    async def count_tokens(self, request: ModelRequest) -> int:
+        """The prompt tokens `request` would cost, by the model's own tokenizer where it has one."""
         ...
 
     async def close(self) -> None: ...

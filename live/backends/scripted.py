@@ -183,6 +183,8 @@ def _words(contents: Sequence[Content]) -> int:
 class ScriptedBackend:
     """Serves every model name (so unchanged Gemini examples work) from one script."""
 
+    structured_output = False  # its replies are fixed text: JSON mode is refused, not faked
+
     def __init__(self, script: Script, served_name: str = "openlive-scripted") -> None:
         self._script = script
         self._rules = [(re.compile(r.match, re.DOTALL), r) for r in script.rules]
@@ -195,7 +197,11 @@ class ScriptedBackend:
     def models(self) -> list[str]:
         return [self._served_name]
 
+    async def count_tokens(self, request: ModelRequest) -> int:
+        return _words(request.history)  # the scripted model's tokens are words, as its usage reports
+
     async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
+        """Replies by the script; `maxOutputTokens` cuts the reply after that many words (MAX_TOKENS)."""
         view = _view(request.history)
         for pattern, rule in self._rules:
             match = pattern.search(view.user_text)
@@ -204,28 +210,43 @@ class ScriptedBackend:
                 break
         else:
             match, steps = None, [Step(text=self._script.fallback)]
+        budget = request.generation.max_output_tokens if request.generation else None
+        prompt = _words(request.history)
         produced = 0
         for step in steps:
             if step.text is not None:
                 text = _render(step.text, match, view) if match else step.text
-                produced += len(text.split())
                 for chunk in _CHUNK.findall(text):
+                    words = len(chunk.split())
+                    if budget is not None and produced + words > budget:
+                        kept = chunk.split()[: budget - produced]
+                        if kept:
+                            yield TextDelta(" ".join(kept))
+                        yield Usage(prompt, budget)
+                        yield Finish("MAX_TOKENS")
+                        return
+                    produced += words
                     yield TextDelta(chunk)
             elif step.code is not None:
                 if not request.code_execution:
                     continue
                 assert match is not None
                 code = _render(step.code, match, view)
-                yield Usage(_words(request.history), produced + len(code.split()))
+                produced += len(code.split())
+                if budget is not None and produced > budget:  # a block cut short cannot run
+                    yield Usage(prompt, budget)
+                    yield Finish("MAX_TOKENS")
+                    return
+                yield Usage(prompt, produced)
                 yield CodeCall(code)
                 return
             elif step.call is not None:
-                yield Usage(_words(request.history), produced)
+                yield Usage(prompt, produced)
                 assert match is not None
                 args = _render_args(step.call.args, match, view)
                 yield FunctionCalls([FunctionCallRequest(step.call.name, args)])
                 return
-        yield Usage(_words(request.history), produced)
+        yield Usage(prompt, produced)
         yield Finish()
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
 from live.backends.errors import BackendError
@@ -38,6 +39,15 @@ INTERNAL_ERROR = "Internal error encountered."
 METHOD_NOT_FOUND = "Method not found."
 # A closed Live session's code says what a REST status says; backends speak in close codes.
 _HTTP_FOR_CLOSE = {1007: 400, 1008: 404, 1011: 500}
+
+
+def invalid_payload(exc: ValidationError) -> ApiError:
+    """A body that does not parse: Google's wording, the first problem and where it is."""
+    first = exc.errors(include_url=False, include_input=False, include_context=False)[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return ApiError(400, f"Invalid JSON payload received. Invalid value at '{where}': {message}"
+                    if where else f"Invalid JSON payload received. {message}")  # fmt: skip
 
 
 class ApiError(Exception):

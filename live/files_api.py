@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from live.api_errors import ApiError
+from live.api_errors import ApiError, invalid_payload
 from live.files import FileStore
 from live.rest_common import VERSION, Caller, json_response, read_body
 from protocol import CreateFileRequest, CreateFileResponse, ErrorResponse, FileResource, ListFilesResponse
@@ -23,11 +23,12 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 429)
 }
 
+FileId = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,40}$", description="the id in files/<id>")]
+
 
 def files_router(files: Callable[[], FileStore], caller: Caller) -> APIRouter:
     router = APIRouter(responses=_ERRORS, tags=["files"])
     authenticated = [Depends(caller)]  # not on upload chunks: their upload_id is the capability
-    FileId = Annotated[str, Path(pattern=r"^[a-z0-9-]{1,40}$")]
 
     @router.post(
         "/upload/{version}/files",
@@ -69,7 +70,7 @@ def files_router(files: Callable[[], FileStore], caller: Caller) -> APIRouter:
         try:
             meta = (CreateFileRequest.model_validate_json(raw) if raw.strip() else CreateFileRequest()).file
         except ValidationError as exc:
-            raise ApiError(400, f"Invalid JSON payload received. {exc.errors()[0]['msg']}") from None
+            raise invalid_payload(exc) from None
         meta = meta or FileResource()
         declared = length
         if declared is None and meta.size_bytes is not None and meta.size_bytes.isdigit():

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from live.api_errors import ApiError
+from live.api_errors import ApiError, invalid_payload
 from live.backends.base import ModelBackend, ModelRequest
 from live.backends.errors import BackendError
 from live.backends.registry import model_id
@@ -134,7 +134,7 @@ def rest_router(caller: Caller, limits: SessionLimits, services: Callable[[], Se
         try:
             return kind.model_validate_json(raw)
         except ValidationError as exc:
-            raise ApiError(400, f"Invalid JSON payload received. {exc.errors()[0]['msg']}") from None
+            raise invalid_payload(exc) from None
 
     async def start_turn(request: Request, model: str) -> _Turn:
         """Authenticates, parses, checks and routes a request; raises the error to answer instead."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from .base import WireModel
 from .parts import Content
@@ -68,13 +68,18 @@ class ErrorResponse(WireModel):
     error: ErrorBody
 
 
+def _int64(value: Any) -> Any:
+    """int64 travels as a JSON string, but clients (the SDK's upload) also send a number."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class FileResource(WireModel):
     """The Files API `File`: int64 sizes as strings and RFC 3339 times, as protobuf JSON writes them."""
 
     name: str | None = None
     display_name: str | None = None
     mime_type: str | None = None
-    size_bytes: str | None = None
+    size_bytes: Annotated[str | None, BeforeValidator(_int64)] = None
     create_time: str | None = None
     update_time: str | None = None
     expiration_time: str | None = None

@@ -76,6 +76,8 @@ def start_server(certs: Path | None, log: Path, *args: str, env: dict[str, str] 
         "0",
         "--api-key",
         API_KEY,
+        "--files-dir",  # each server its own Files API store, never the user's
+        str(log.parent / f"{log.stem}-files"),
         *(["--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server.key")] if certs else []),
         *args,
     ]
@@ -137,5 +139,19 @@ def test_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "--code-deadline",
         "3",
     )
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def rest_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The REST tests' script, a second key, and small Files API caps (1 MiB a file, 2 MiB a key)."""
+    directory = tmp_path_factory.mktemp("rest")
+    config = directory / "openlive.toml"
+    config.write_text("[files]\nmax_file_mb = 1\nquota_mb = 2\n")
+    srv = start_server(
+        certs, directory / "server.log", "--backend", "scripted", "--script", str(DATA / "rest_script.yaml"),
+        "--api-key", "second-key", "--config", str(config),
+    )  # fmt: skip
     yield srv
     srv.stop()

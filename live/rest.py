@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,7 +18,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
-from live.api_errors import ApiError, invalid_payload
+from live.api_errors import INTERNAL_ERROR, ApiError, invalid_payload
 from live.backends.base import ModelBackend, ModelRequest
 from live.backends.errors import BackendError
 from live.backends.registry import model_id
@@ -49,6 +50,7 @@ _METHODS = ["generateContent", "streamGenerateContent", "countTokens", "bidiGene
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 500, 503, 504)
 }
+log = logging.getLogger("openlive.rest")
 DISCONNECT_POLL_S = 0.5
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -80,9 +82,11 @@ class _Turn:
     result: TurnResult | None = None
 
     async def run(self) -> None:
-        with contextlib.suppress(FunctionCallsPending):
-            self.result = await self.engine.run(self.conv)
-        self.collector.parts.put_nowait(None)
+        try:
+            with contextlib.suppress(FunctionCallsPending):
+                self.result = await self.engine.run(self.conv)
+        finally:  # also when it fails: the reader then finds the error by awaiting this
+            self.collector.parts.put_nowait(None)
 
     def finish_reason(self) -> str:
         return self.result.finish_reason if self.result else "STOP"  # STOP: it ended at function calls
@@ -205,10 +209,11 @@ def rest_router(caller: Caller, limits: SessionLimits, services: Callable[[], Se
                         candidates=[last], usage_metadata=turn.usage(), model_version=model
                     )
                 )
-            except (
-                BackendError
-            ) as exc:  # the status line is sent: the error goes in the stream, as Google's does
+            except BackendError as exc:  # the status is sent: the error goes in the stream, as Google's does
                 yield _sse(ApiError.from_backend(exc).body())
+            except Exception:
+                log.exception("stream failed")
+                yield _sse(ApiError(500, INTERNAL_ERROR).body())
             finally:  # also when the client went away: Starlette cancels this generator
                 task.cancel()
                 await asyncio.wait([task])

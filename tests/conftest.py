@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import selectors
 import signal
@@ -57,6 +58,8 @@ class Server:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
+            gc.collect()  # SDK clients left in reference cycles close their keep-alive connections, which
+            # would otherwise hold the server's graceful shutdown until the kill below
             self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout=15)

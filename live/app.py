@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -12,21 +14,24 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from live import api_errors, openapi
-from live.auth import UNREGISTERED_CALLER, is_authorized, presented_credential, rest_caller
 from live.config import Settings
+from live.events import NO_EVENTS
 from live.files import CallerFiles
 from live.files_api import files_router
+from live.lifecycle import SHUTDOWN_REASON
+from live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from live.rest import rest_router
 from live.rest_common import Caller
 from live.services import Services
 from live.session import Session, SessionLimits
-from live.transport import StarletteTransport
+from live.tokens import QuotaExceeded, identify, token_router
+from live.transport import StarletteTransport, TransportClosed
 from live.turns import TurnLimits
-from protocol import CountTokensRequest, GenerateContentRequest
+from protocol import CountTokensRequest, GenerateContentRequest, ProtocolError
 
 log = logging.getLogger("openlive.app")
 
@@ -51,6 +56,20 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+def sample_services(services: Services) -> None:
+    """What the sandbox pool and the embedded models count themselves, read for /metrics when scraped."""
+    m, status = services.metrics, services.executor.status
+    m.sample_by("model_tokens_sampled", "Tokens sampled by embedded models, as they happen.", "counter",
+                "model", services.backends.tokens_sampled)  # fmt: skip
+    m.sample("sandbox_slots", "Jobs the sandbox runs at once.", "gauge", lambda: status().slots)
+    m.sample("sandbox_running", "Sandbox jobs running.", "gauge", lambda: status().running)
+    m.sample("sandbox_queued", "Sandbox jobs waiting for a slot.", "gauge", lambda: status().queued)
+    m.sample("sandbox_runners_ready", "Confined runners ready.", "gauge", lambda: status().runners_ready)
+    m.sample("sandbox_jobs", "Sandbox jobs finished.", "counter", lambda: status().jobs_done)
+    m.sample("sandbox_worker_restarts", "Sandbox worker restarts.", "counter",
+             lambda: status().worker_restarts)  # fmt: skip
+
+
 def create_app(
     settings: Settings,
     make_services: Callable[[Settings], Services],
@@ -64,6 +83,9 @@ def create_app(
         services = make_services(settings)
         services.files.open()
         await services.executor.start()
+        sample_services(services)
+        if services.events is not None:
+            await services.events.start()
         tune_gc()
         sweeper = asyncio.create_task(services.files.sweep_forever())
         try:
@@ -72,13 +94,22 @@ def create_app(
             yield
         finally:
             sweeper.cancel()
+            if services.events is not None:
+                await services.events.close()
             await services.executor.close()
             await services.backends.close()
+            await services.lifecycle.store.close()
             services.files.close()
 
     app = FastAPI(title="openlive", lifespan=lifespan, docs_url=None, redoc_url=None)
     api_errors.install(app)
     openapi.install(app, [GenerateContentRequest, CountTokensRequest])
+
+    async def drain() -> None:
+        if services is not None:
+            await services.lifecycle.drain()
+
+    app.state.drain = drain
     limits = SessionLimits(
         max_message_bytes=settings.max_message_bytes,
         setup_timeout_s=settings.setup_timeout_s,
@@ -97,6 +128,13 @@ def create_app(
     caller = Caller(settings.api_keys)
     app.include_router(rest_router(caller, limits, running))
     app.include_router(files_router(lambda: running().files, caller))
+    app.include_router(
+        token_router(
+            settings.api_keys,
+            lambda: running().lifecycle.store,
+            lambda: running().lifecycle.tokens_issued.inc(),
+        )
+    )
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -104,16 +142,21 @@ def create_app(
         s = running()
         sandbox = s.executor.status()
         status = {"ready": "ok", "degraded": "degraded"}.get(sandbox.state, "unavailable")
+        if status == "degraded" and sandbox.runners_ready == 0:
+            status = "unavailable"  # the worker is down and its last runner used: no code can start
         if status == "ok" and sandbox.isolation != "full":
             status = "degraded"
-        body = {"status": status, "models": s.backends.names(), "sandbox": sandbox.model_dump()}
+        body = {
+            "status": status,
+            "models": s.backends.names(),
+            "sandbox": sandbox.model_dump(),
+            "process": os.getpid(),  # with --workers N, which process answered
+        }
         return JSONResponse(body, status_code=503 if status == "unavailable" else 200)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> PlainTextResponse:
-        s = running()
-        text = s.metrics.render(s.executor.status(), s.backends.tokens_sampled())
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+    async def metrics() -> Response:
+        return Response(running().metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/", include_in_schema=False)
     async def console() -> FileResponse:
@@ -130,22 +173,37 @@ def create_app(
         if match is None:
             await transport.close(1008, "Method not found.")
             return
-        credential = presented_credential(websocket.headers, websocket.query_params)
-        if not is_authorized(credential, settings.api_keys):
-            await transport.close(1008, UNREGISTERED_CALLER)
-            return
-        assert services is not None
-        owner = rest_caller(websocket.headers, websocket.query_params, settings.api_keys)
-        session = Session(
-            transport,
-            services.backends,
-            services.executor,
-            limits,
-            session_id=uuid.uuid4().hex,
-            api_version=match["version"],
-            metrics=services.metrics,
-            files=CallerFiles(services.files, owner),
-        )
-        await session.serve()
+        s = running()
+        try:
+            if s.lifecycle.draining:
+                raise ProtocolError(1001, SHUTDOWN_REASON)
+            caller = await identify(
+                websocket.headers,
+                websocket.query_params,
+                match["method"].endswith("Constrained"),
+                settings.api_keys,
+                s.lifecycle.store,
+            )
+            async with s.lifecycle.limits.session(caller.owner):
+                session_id = uuid.uuid4().hex
+                session = Session(
+                    transport,
+                    s.backends,
+                    s.lifecycle.limits.executor(s.executor, caller.owner),
+                    limits,
+                    session_id=session_id,
+                    api_version=match["version"],
+                    metrics=s.metrics,
+                    life=s.lifecycle.open(caller),
+                    events=s.events.session(session_id) if s.events else NO_EVENTS,
+                    files=CallerFiles(s.files, caller.owner),
+                )
+                await session.serve()
+        except ProtocolError as exc:
+            if isinstance(exc, QuotaExceeded):  # the SDK reports a close only once its setup is sent
+                with contextlib.suppress(TransportClosed, TimeoutError):
+                    await asyncio.wait_for(transport.recv(), settings.setup_timeout_s)
+            s.metrics.closes.labels(code=exc.code).inc()
+            await transport.close(exc.code, exc.reason)
 
     return app

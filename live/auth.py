@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Mapping
 
 from live.api_errors import ApiError
+from live.store import digest
 
 INVALID_API_KEY = "API key not valid. Please pass a valid API key."
 INVALID_CREDENTIALS = (
@@ -53,4 +53,4 @@ def rest_caller(headers: Mapping[str, str], query: Mapping[str, str], api_keys: 
         if headers.get("x-goog-api-key") or query.get("key"):
             raise ApiError(400, INVALID_API_KEY)
         raise ApiError(401, INVALID_CREDENTIALS)
-    return hashlib.sha256((credential or "").encode()).hexdigest()
+    return digest(credential or "")  # the owner Live sessions have too (live/tokens.py)

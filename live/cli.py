@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib
 import socket
 import sys
+import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
+from pydantic import ValidationError
 
 from live import logs
 from live.app import create_app
@@ -21,9 +25,16 @@ from live.backends.registry import Backends
 from live.backends.scripted import ScriptedBackend
 from live.certs import write_certs
 from live.config import Settings, load_settings
+from live.events import EventBus
 from live.files import FileStore
+from live.lifecycle import Lifecycle, LifecycleConfig
+from live.metrics import Metrics
+from live.processes import listen, serve_processes
 from live.services import Services
-from sandbox import LocalPool
+from live.store import open_store
+from live.tokens import KeyLimits
+from sandbox import Executor, LocalPool
+from sandbox.mqtt import MqttPool
 
 
 def make_backends(settings: Settings) -> Backends:
@@ -47,19 +58,53 @@ def make_backends(settings: Settings) -> Backends:
     return Backends(backends, aliases={p: t or primary for p, t in settings.model_aliases.items()})
 
 
+def make_executor(settings: Settings) -> Executor:
+    if settings.executor == "local":
+        return LocalPool(settings.sandbox)
+    return MqttPool(settings.broker.config(settings.executor))
+
+
+def make_events(settings: Settings) -> EventBus | None:
+    if not settings.events:
+        return None
+    return EventBus(settings.broker.config(settings.events), settings.events_content)
+
+
+def make_lifecycle(settings: Settings, metrics: Metrics) -> Lifecycle:
+    config = LifecycleConfig(
+        max_connection_s=settings.max_connection_s,
+        max_session_s=settings.max_session_s,
+        resumption_ttl_s=settings.resumption_ttl_s,
+        drain_grace_s=settings.drain_grace_s,
+    )
+    limits = KeyLimits(settings.max_sessions_per_key, settings.max_jobs_per_key)
+    return Lifecycle(config, open_store(settings.resumption_store), limits, metrics)
+
+
 def make_services(settings: Settings) -> Services:
-    backends, files = make_backends(settings), FileStore(settings.files)
-    return Services(backends=backends, executor=LocalPool(settings.sandbox), files=files)
+    metrics = Metrics()
+    return Services(
+        backends=make_backends(settings),
+        executor=make_executor(settings),
+        files=FileStore(settings.files),
+        lifecycle=make_lifecycle(settings, metrics),
+        events=make_events(settings),
+        metrics=metrics,
+    )
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
+class DrainingServer(uvicorn.Server):
+    """Before uvicorn closes every WebSocket (1012), stop listening and let sessions drain (goAway, 1001)."""
+
+    def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(config)
+        self._drain = drain
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        await self._drain()
+        await super().shutdown(sockets)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -79,21 +124,59 @@ def serve(args: argparse.Namespace) -> int:
         "upstream_model": args.upstream_model,
         "upstream_key": args.upstream_key,
         "upstream_code_mode": args.upstream_code_mode,
+        "executor": args.executor,
+        "events": args.events,
+        "events_content": args.events_content or None,
+        "workers": args.workers,
+        "max_connection_s": args.max_connection_s,
+        "max_session_s": args.max_session_s,
+        "resumption_store": args.resumption_store,
+        "resumption_ttl_s": args.resumption_ttl_s,
+        "drain_grace_s": args.drain_grace_s,
+        "max_sessions_per_key": args.max_sessions_per_key,
+        "max_jobs_per_key": args.max_jobs_per_key,
     }
-    settings = load_settings(overrides, args.config)
+    broker = {
+        "username": args.broker_username,
+        "ca_file": args.broker_ca,
+        "cert_file": args.broker_cert,
+        "key_file": args.broker_key,
+    }
+    if any(v is not None for v in broker.values()):
+        overrides["broker"] = {k: v for k, v in broker.items() if v is not None}
+    try:
+        settings = load_settings(overrides, args.config)
+    except ValidationError as e:
+        raise SystemExit(f"openlive: {e}") from None
     if args.files_dir is not None:
         settings.files.directory = args.files_dir
     logs.configure(settings.log_level)
-    sock = _listen(settings.host, settings.port)
-    host, port = sock.getsockname()[:2]
-    shown_host = f"[{host}]" if ":" in host else host
 
-    def ready() -> None:
+    def announce(port: int) -> None:
+        host = settings.host
+        shown_host = f"[{host}]" if ":" in host else host
         if not settings.api_keys:
             print("openlive: no API keys configured, accepting any key", file=sys.stderr, flush=True)
         print(f"openlive listening on {settings.scheme}://{shown_host}:{port}", flush=True)
 
+    if settings.workers > 1:
+        with tempfile.TemporaryDirectory(prefix="openlive-") as scratch:
+            if settings.resumption_store == "memory":
+                # Each process's memory is its own: resumption and tokens must be seen by all of them.
+                store = f"sqlite:{Path(scratch) / 'sessions.sqlite'}"
+                settings = settings.model_copy(update={"resumption_store": store})
+                print(f"openlive: {settings.workers} processes share {store}", file=sys.stderr, flush=True)
+            run_one = functools.partial(_run, settings)
+            return serve_processes(settings.host, settings.port, settings.workers, run_one, announce)
+    sock = listen(settings.host, settings.port)
+    _run(settings, sock, lambda: announce(sock.getsockname()[1]))
+    return 0
+
+
+def _run(settings: Settings, sock: socket.socket, ready: Callable[[], None]) -> None:
+    """One server process on a listening socket, until SIGINT or SIGTERM."""
     app = create_app(settings, make_services, on_ready=ready)
+    drain: Callable[[], Awaitable[None]] = app.state.drain
     config = uvicorn.Config(
         app,
         ssl_certfile=settings.tls_cert,
@@ -104,7 +187,13 @@ def serve(args: argparse.Namespace) -> int:
     )
     # uvicorn shuts down in order on SIGINT/SIGTERM, then re-raises the signal: that is a normal exit.
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+        asyncio.run(DrainingServer(config, drain).serve(sockets=[sock]))
+
+
+def parity(_: argparse.Namespace) -> int:
+    from live.parity import document  # reads the installed google-genai SDK (a test dependency)
+
+    sys.stdout.write(document())
     return 0
 
 
@@ -136,6 +225,25 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--upstream-code-mode", choices=["tools", "fenced"], help="how the upstream runs code")
     s.add_argument("--code-deadline", type=float, help="seconds a code block may run (default 30)")
     s.add_argument("--files-dir", type=Path, help="Files API storage (default ~/.local/share/openlive/files)")
+    s.add_argument("--executor", help="where code runs: local (default) or mqtt://HOST:PORT (remote workers)")
+    s.add_argument("--events", help="publish session events to mqtt://HOST:PORT")
+    s.add_argument("--events-content", action="store_true", help="events include code, output and arguments")
+    s.add_argument("--broker-username", help="MQTT login; the password: env OPENLIVE_BROKER__PASSWORD")
+    s.add_argument("--broker-ca", type=Path, help="mqtts://: CA file of the broker's certificate")
+    s.add_argument("--broker-cert", type=Path, help="mqtts://: client certificate")
+    s.add_argument("--broker-key", type=Path, help="mqtts://: client key")
+    s.add_argument("--workers", type=int, help="server processes sharing the port (default 1)")
+    s.add_argument("--max-connection-s", type=float, help="goAway, then close, after this long (default 600)")
+    s.add_argument(
+        "--max-session-s",
+        type=float,
+        help="session length without context compression, over resumptions (default 900; 0: none)",
+    )
+    s.add_argument("--resumption-store", help="memory (default) or sqlite:PATH (shared, survives restarts)")
+    s.add_argument("--resumption-ttl-s", type=float, help="handles stay valid this long after a session ends")
+    s.add_argument("--drain-grace-s", type=float, help="on shutdown, time for running turns (default 10)")
+    s.add_argument("--max-sessions-per-key", type=int, help="concurrent Live sessions per API key")
+    s.add_argument("--max-jobs-per-key", type=int, help="concurrent code jobs per API key")
     s.add_argument("--log-level")
     s.add_argument("--config", type=Path, help="TOML file with the same settings")
     s.set_defaults(func=serve)
@@ -144,8 +252,12 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("dir", type=Path)
     c.set_defaults(func=certs)
 
+    p = sub.add_parser("parity", help="print docs/parity.md: what openlive does with each protocol field")
+    p.set_defaults(func=parity)
+
     # Listed for --help; main() hands their arguments to the module that owns them.
     sub.add_parser("sandbox", help="run code through the sandbox pool (openlive sandbox --help)")
+    sub.add_parser("worker", help="a sandbox worker taking jobs from an MQTT broker (openlive worker --help)")
     sub.add_parser("chat", help="terminal chat client for a running server (openlive chat --help)")
     sub.add_parser("bench", help="load generator (openlive bench --help)")
     return top
@@ -153,7 +265,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    delegated = {"sandbox": "sandbox.cli", "chat": "clients.chat", "bench": "clients.loadgen"}
+    delegated = {
+        "sandbox": "sandbox.cli",
+        "worker": "sandbox.mqtt.worker",
+        "chat": "clients.chat",
+        "bench": "clients.loadgen",
+    }
     if argv and argv[0] in delegated:  # imported on demand: each pulls in its own dependencies
         module = importlib.import_module(delegated[argv[0]])
         return int(module.main(argv[1:]))

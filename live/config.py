@@ -6,14 +6,30 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from live.backends.openai_compat import OpenAIUpstreamConfig
 from live.files import FileLimits
 from sandbox import PoolConfig
+from sandbox.mqtt import BrokerConfig
 
 MiB = 1024 * 1024
+
+
+class BrokerAuth(BaseModel):
+    """Login and TLS for the MQTT broker; `mqtts://` URLs use TLS."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def config(self, url: str) -> BrokerConfig:
+        return BrokerConfig.parse(url, **self.model_dump())
 
 
 class Settings(BaseSettings):
@@ -48,8 +64,30 @@ class Settings(BaseSettings):
     max_code_runs: int = 10  # executions per turn, failed or not
     max_code_output_chars: int = 256 * 1024
     sandbox: PoolConfig = Field(default_factory=PoolConfig)  # TOML [sandbox]; env OPENLIVE_SANDBOX__SLOTS=4
+    # Where code runs: this machine's pool, or remote `openlive worker`s behind an MQTT broker.
+    executor: str = Field("local", pattern=r"^(local|mqtts?://.+)$")
+    events: str | None = Field(None, pattern=r"^mqtts?://.+$")  # session events to this broker
+    events_content: bool = False  # events include code, output, text and function arguments
+    broker: BrokerAuth = Field(default_factory=BrokerAuth)  # TOML [broker]: for --executor and --events
+    workers: int = Field(1, ge=1, le=64)  # server processes on one port (SO_REUSEPORT)
     files: FileLimits = Field(default_factory=FileLimits)  # TOML [files]; env OPENLIVE_FILES__DIRECTORY
     log_level: str = "info"
+
+    # Session lifecycle (live/lifecycle.py): connection and session limits, resumption, shutdown drain.
+    max_connection_s: float = Field(600.0, gt=0)  # goAway, then close 1008, as Google after ~10 min
+    max_session_s: float = Field(900.0, ge=0)  # sessions without context compression; 0 = unlimited
+    resumption_store: str = "memory"  # or sqlite:PATH (shared by processes, survives restarts)
+    resumption_ttl_s: float = Field(7200.0, gt=0)  # handles work this long after the session ends
+    drain_grace_s: float = Field(10.0, ge=0)  # on shutdown, how long running turns may finish
+    max_sessions_per_key: int = Field(0, ge=0)  # concurrent Live sessions per API key; 0 = unlimited
+    max_jobs_per_key: int = Field(0, ge=0)  # concurrent code jobs per API key; 0 = unlimited
+
+    @field_validator("resumption_store")
+    @classmethod
+    def _store_spec(cls, value: str) -> str:
+        if value != "memory" and not (value.startswith("sqlite:") and len(value) > len("sqlite:")):
+            raise ValueError("must be 'memory' or 'sqlite:PATH'")
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

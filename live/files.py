@@ -18,7 +18,7 @@ import sqlite3
 import string
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -98,22 +98,22 @@ def not_accessible(reference: str) -> ApiError:
     return ApiError(403, f"You do not have permission to access the File {name} or it may not exist.")
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Upload:
+    """An upload in progress: a row in `uploads` and its bytes so far in `partial/<upload id>`."""
+
+    upload_id: str
     owner: str
     id: str
     display_name: str | None
     mime_type: str
     declared: int | None
-    path: Path
     started: float
-    received: int = 0
-    hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class FileStore:
-    """One directory: `data/<id>` holds the bytes, `files.sqlite` the metadata."""
+    """One directory: `data/<id>` holds the bytes, `files.sqlite` the metadata and the uploads in
+    progress, so every process of `--workers N` sees the same files and can take any chunk."""
 
     def __init__(self, limits: FileLimits) -> None:
         self.limits = limits
@@ -121,22 +121,26 @@ class FileStore:
         self._data = self._root / "data"
         self._partial = self._root / "partial"
         self._db: sqlite3.Connection | None = None
-        self._uploads: dict[str, _Upload] = {}
+        self._locks: dict[str, asyncio.Lock] = {}  # one chunk at a time per upload (in this process)
 
     # -- lifecycle --
 
     def open(self) -> None:
         self._data.mkdir(parents=True, exist_ok=True)
         self._partial.mkdir(parents=True, exist_ok=True)
-        for stale in self._partial.iterdir():  # uploads do not survive a restart
-            stale.unlink(missing_ok=True)
-        self._db = sqlite3.connect(self._root / "files.sqlite", isolation_level=None)
+        self._db = sqlite3.connect(self._root / "files.sqlite", isolation_level=None, timeout=10)
+        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS files (id TEXT PRIMARY KEY, owner TEXT NOT NULL, display_name TEXT,"
             " mime_type TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, created REAL NOT NULL,"
             " expires REAL NOT NULL)"
         )
         self._db.execute("CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner, created, id)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS uploads (upload_id TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+            " id TEXT NOT NULL, display_name TEXT, mime_type TEXT NOT NULL, declared INTEGER,"
+            " started REAL NOT NULL)"
+        )
 
     def close(self) -> None:
         if self._db is not None:
@@ -166,61 +170,62 @@ class FileStore:
                     "File name must be up to 40 lowercase letters, digits or dashes, not starting or "
                     "ending with a dash.",
                 )
-            if self._row(wanted) is not None or any(u.id == wanted for u in self._uploads.values()):
+            taken = self.db.execute("SELECT 1 FROM uploads WHERE id = ?", (wanted,)).fetchone()
+            if taken or self._row(wanted) is not None:
                 raise ApiError(409, f"File files/{wanted} already exists.")
             new_id = wanted
         else:
             new_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(12))
         upload_id = secrets.token_urlsafe(32)
-        path = self._partial / upload_id
-        path.touch()
-        self._uploads[upload_id] = _Upload(
-            owner, new_id, display_name, mime_type, declared, path, time.time()
+        self._partial_path(upload_id).touch()
+        self.db.execute(
+            "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (upload_id, owner, new_id, display_name, mime_type, declared, time.time()),
         )
         return upload_id
 
     def received(self, upload_id: str) -> int:
-        return self._upload(upload_id).received
+        self._upload(upload_id)
+        return self._received(upload_id)
 
     async def append(self, upload_id: str, offset: int, chunks: AsyncIterator[bytes]) -> None:
         """Writes one chunk at `offset` (which must be where the upload stands)."""
         upload = self._upload(upload_id)
-        async with upload.lock:
-            if offset != upload.received:
-                raise ApiError(
-                    400, f"Upload offset {offset} does not match the {upload.received} bytes received."
-                )
+        async with self._locks.setdefault(upload_id, asyncio.Lock()):
+            received = self._received(upload_id)
+            if offset != received:
+                raise ApiError(400, f"Upload offset {offset} does not match the {received} bytes received.")
             cap = self._max_bytes(upload)
             buffer = bytearray()
             async for piece in chunks:
                 buffer += piece
-                if upload.received + len(buffer) > cap:
+                if received + len(buffer) > cap:
                     self.cancel(upload_id)
                     raise self._too_large(upload)
                 if len(buffer) >= WRITE_SLICE:
-                    await self._write(upload, bytes(buffer))
+                    received += await self._write(upload_id, bytes(buffer))
                     buffer.clear()
             if buffer:
-                await self._write(upload, bytes(buffer))
+                await self._write(upload_id, bytes(buffer))
 
     async def finalize(self, upload_id: str) -> StoredFile:
         upload = self._upload(upload_id)
-        async with upload.lock:
-            if upload.declared is not None and upload.received != upload.declared:
+        async with self._locks.setdefault(upload_id, asyncio.Lock()):
+            size = self._received(upload_id)
+            if upload.declared is not None and size != upload.declared:
                 self.cancel(upload_id)
-                raise ApiError(
-                    400,
-                    f"Upload ended at {upload.received} bytes; X-Goog-Upload-Header-Content-Length said "
-                    f"{upload.declared}.",
-                )
-            self._check_size(upload.owner, upload.received, exclude=upload_id)
+                declared = f"X-Goog-Upload-Header-Content-Length said {upload.declared}"
+                raise ApiError(400, f"Upload ended at {size} bytes; {declared}.")
+            self._check_size(upload.owner, size, exclude=upload_id)
+            sha256 = await asyncio.to_thread(_sha256, self._partial_path(upload_id))
             created = time.time()
             stored = StoredFile(
-                upload.id, upload.owner, upload.display_name, upload.mime_type, upload.received,
-                upload.hasher.hexdigest(), created, created + self.limits.lifetime_s,
+                upload.id, upload.owner, upload.display_name, upload.mime_type, size, sha256,
+                created, created + self.limits.lifetime_s,
             )  # fmt: skip
-            upload.path.replace(self._data / upload.id)
-            del self._uploads[upload_id]
+            self._partial_path(upload_id).replace(self._data / upload.id)
+            self.db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
+            self._locks.pop(upload_id, None)
             self.db.execute(
                 "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (stored.id, stored.owner, stored.display_name, stored.mime_type, stored.size, stored.sha256,
@@ -229,24 +234,32 @@ class FileStore:
             return stored
 
     def cancel(self, upload_id: str) -> None:
-        upload = self._uploads.pop(upload_id, None)
-        if upload is not None:
-            upload.path.unlink(missing_ok=True)
+        self.db.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
+        self._locks.pop(upload_id, None)
+        self._partial_path(upload_id).unlink(missing_ok=True)
 
-    async def _write(self, upload: _Upload, data: bytes) -> None:
+    def _partial_path(self, upload_id: str) -> Path:
+        return self._partial / upload_id
+
+    def _received(self, upload_id: str) -> int:
+        try:
+            return self._partial_path(upload_id).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    async def _write(self, upload_id: str, data: bytes) -> int:
         def write() -> None:
-            with upload.path.open("ab") as f:
+            with self._partial_path(upload_id).open("ab") as f:
                 f.write(data)
 
         await asyncio.to_thread(write)
-        upload.hasher.update(data)
-        upload.received += len(data)
+        return len(data)
 
     def _upload(self, upload_id: str) -> _Upload:
-        upload = self._uploads.get(upload_id)
-        if upload is None:
+        row = self.db.execute("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone()
+        if row is None:
             raise ApiError(404, "Upload not found: it was finished, cancelled, or has expired.")
-        return upload
+        return _Upload(*row)
 
     def _max_bytes(self, upload: _Upload) -> int:
         cap = self.limits.max_file_mb * 1024 * 1024
@@ -264,7 +277,11 @@ class FileStore:
             "SELECT COALESCE(SUM(size), 0) FROM files WHERE owner = ? AND expires > ?", (owner, time.time())
         ).fetchone()
         pending = sum(
-            u.declared or u.received for k, u in self._uploads.items() if u.owner == owner and k != exclude
+            declared if declared is not None else self._received(upload_id)
+            for upload_id, declared in self.db.execute(
+                "SELECT upload_id, declared FROM uploads WHERE owner = ? AND upload_id != ?",
+                (owner, exclude or ""),
+            )
         )
         if stored + pending + size > self.limits.quota_mb * 1024 * 1024:
             raise ApiError(
@@ -318,9 +335,11 @@ class FileStore:
         for gone in expired:
             self.db.execute("DELETE FROM files WHERE id = ?", (gone,))
             (self._data / gone).unlink(missing_ok=True)
-        for upload_id, upload in list(self._uploads.items()):
-            if upload.started + UPLOAD_LIFETIME_S <= now:
-                self.cancel(upload_id)
+        stale = self.db.execute(
+            "SELECT upload_id FROM uploads WHERE started <= ?", (now - UPLOAD_LIFETIME_S,)
+        )
+        for (upload_id,) in stale.fetchall():
+            self.cancel(upload_id)
         return len(expired)
 
     async def sweep_forever(self) -> None:
@@ -331,6 +350,14 @@ class FileStore:
     def _row(self, id_: str) -> StoredFile | None:
         row = self.db.execute("SELECT * FROM files WHERE id = ?", (id_,)).fetchone()
         return StoredFile(*row) if row else None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1024 * 1024):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _encode_token(last: StoredFile) -> str:

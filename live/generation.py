@@ -35,8 +35,6 @@ def check(config: GenerationConfig | None, *, structured_output: bool, tools: bo
     """Raises Unsupported naming the first field that cannot be honoured as asked."""
     if config is None:
         return
-    for key in config.model_extra or {}:
-        raise Unsupported(f"generationConfig.{key} is not supported by this server.")
     for name in config.model_fields_set - _HONOURED - (_LIVE_FIELDS if live else frozenset()):
         if not _harmless(config, name):
             raise Unsupported(f"generationConfig.{_camel(name)} is not supported by this server.")

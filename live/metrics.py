@@ -1,55 +1,133 @@
-"""Counters for `GET /metrics`, in Prometheus' text format (no client library needed for a few lines)."""
+"""`GET /metrics`: one prometheus_client registry per server, and a small interface to add metrics to it.
+
+Add a metric where it is measured, through the server's `Metrics` (never prometheus_client's global
+registry, so several servers in one process, as in tests, keep their own counts):
+
+    self.vad_seconds = metrics.histogram("vad_seconds", "Time the VAD took per frame.")
+    self.mqtt_jobs = metrics.counter("mqtt_jobs", "Jobs sent over MQTT, by outcome.", ["outcome"])
+    metrics.sample("store_sessions", "Resumable sessions stored.", "gauge", store.__len__)
+
+Every name gets the `openlive_` prefix; counters are exposed with `_total` (pass the name without it);
+`sample` reads state something else already keeps, only when scraped. Histograms use seconds.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
-from sandbox import PoolStatus
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+PREFIX = "openlive_"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Latency buckets in seconds, from a scripted turn on loopback (~1 ms) to the 30 s code deadline.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+Kind = Literal["counter", "gauge"]
+
+# `*_created` series double every counter and histogram for a timestamp no dashboard here reads.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
-@dataclass
+@dataclass(frozen=True)
+class _Sampled:
+    name: str
+    documentation: str
+    kind: Kind
+    label: str | None
+    read: Callable[[], float | Mapping[str, float]]
+
+
+class _SampledCollector(Collector):
+    """Values read at scrape time from state kept elsewhere (the sandbox pool, the model backends)."""
+
+    def __init__(self) -> None:
+        self.sampled: list[_Sampled] = []
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        for s in self.sampled:
+            family_type = CounterMetricFamily if s.kind == "counter" else GaugeMetricFamily
+            value = s.read()
+            if s.label is None:
+                assert not isinstance(value, Mapping)
+                yield family_type(s.name, s.documentation, value=value)
+            else:
+                assert isinstance(value, Mapping)
+                family = family_type(s.name, s.documentation, labels=[s.label])
+                for key, v in sorted(value.items()):
+                    family.add_metric([key], v)
+                yield family
+
+
 class Metrics:
-    sessions_active: int = 0
-    sessions_total: int = 0
-    turns_total: int = 0
-    interruptions_total: int = 0
-    code_runs: Counter[str] = field(default_factory=Counter)  # by outcome
-    closes: Counter[int] = field(default_factory=Counter)  # by close code, server-initiated
-    response_tokens_total: int = 0
+    """The server's metrics; the attributes below are the ones the core server updates."""
 
-    def render(self, sandbox: PoolStatus, tokens_sampled: dict[str, int]) -> str:
-        lines: list[str] = []
-
-        def metric(name: str, kind: str, help_text: str, samples: dict[str, float]) -> None:
-            lines.extend((f"# HELP openlive_{name} {help_text}", f"# TYPE openlive_{name} {kind}"))
-            lines.extend(f"openlive_{name}{labels} {value:g}" for labels, value in samples.items())
-
-        metric("sessions_active", "gauge", "Live sessions open now.", {"": self.sessions_active})
-        metric("sessions_total", "counter", "Live sessions set up.", {"": self.sessions_total})
-        metric("turns_total", "counter", "Model turns started.", {"": self.turns_total})
-        metric("interruptions_total", "counter", "Turns interrupted.", {"": self.interruptions_total})
-        metric("code_runs_total", "counter", "Code blocks run, by outcome.",
-               {f'{{outcome="{k}"}}': v for k, v in sorted(self.code_runs.items())})  # fmt: skip
-        metric("session_closes_total", "counter", "Sessions closed by the server, by close code.",
-               {f'{{code="{k}"}}': v for k, v in sorted(self.closes.items())})  # fmt: skip
-        metric(
-            "response_tokens_total",
-            "counter",
-            "Tokens the models reported.",
-            {"": self.response_tokens_total},
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._sampled = _SampledCollector()
+        self.registry.register(self._sampled)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes
+        self.sessions_active = self.gauge("sessions_active", "Live sessions open now.")
+        self.sessions = self.counter("sessions", "Live sessions set up.")
+        self.turns = self.counter("turns", "Model turns started.")
+        self.interruptions = self.counter("interruptions", "Turns interrupted.")
+        self.code_runs = self.counter("code_runs", "Code blocks run, by outcome.", ["outcome"])
+        self.closes = self.counter(
+            "session_closes", "Sessions closed by the server, by close code.", ["code"]
         )
-        metric("model_tokens_sampled_total", "counter", "Tokens sampled by embedded models, as they happen.",
-               {f'{{model="{k}"}}': v for k, v in sorted(tokens_sampled.items())})  # fmt: skip
-        metric("sandbox_slots", "gauge", "Jobs the sandbox runs at once.", {"": sandbox.slots})
-        metric("sandbox_running", "gauge", "Sandbox jobs running.", {"": sandbox.running})
-        metric("sandbox_queued", "gauge", "Sandbox jobs waiting for a slot.", {"": sandbox.queued})
-        metric("sandbox_runners_ready", "gauge", "Confined runners ready.", {"": sandbox.runners_ready})
-        metric("sandbox_jobs_total", "counter", "Sandbox jobs finished.", {"": sandbox.jobs_done})
-        metric(
-            "sandbox_worker_restarts_total",
-            "counter",
-            "Sandbox worker restarts.",
-            {"": sandbox.worker_restarts},
+        self.response_tokens = self.counter("response_tokens", "Tokens the models reported.")
+        self.first_content = self.histogram(
+            "time_to_first_content_seconds",
+            "From the start of a turn to its first model content (text or code) handed to the writer.",
         )
-        return "\n".join(lines) + "\n"
+        self.turn_duration = self.histogram(
+            "turn_duration_seconds", "From the start of a turn to its turnComplete (turns not interrupted)."
+        )
+        self.code_execution = self.histogram(
+            "code_execution_seconds", "Wall time of a code block in the sandbox, from start to result."
+        )
+        self.sandbox_queue_wait = self.histogram(
+            "sandbox_queue_wait_seconds", "Time a code block waited for a free sandbox runner."
+        )
+
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(PREFIX + name, documentation, labels, registry=self.registry)
+
+    def gauge(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+        return Gauge(PREFIX + name, documentation, labels, registry=self.registry)
+
+    def histogram(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str] = (),
+        buckets: Sequence[float] = LATENCY_BUCKETS,
+    ) -> Histogram:
+        return Histogram(PREFIX + name, documentation, labels, registry=self.registry, buckets=buckets)
+
+    def sample(self, name: str, documentation: str, kind: Kind, read: Callable[[], float]) -> None:
+        """A value read when scraped, from state something else keeps."""
+        self._sampled.sampled.append(_Sampled(PREFIX + name, documentation, kind, None, read))
+
+    def sample_by(
+        self, name: str, documentation: str, kind: Kind, label: str, read: Callable[[], Mapping[str, float]]
+    ) -> None:
+        """Like `sample`, one series per key of the mapping `read` returns, under the label `label`."""
+        self._sampled.sampled.append(_Sampled(PREFIX + name, documentation, kind, label, read))
+
+    def render(self) -> bytes:
+        """The Prometheus text format (`CONTENT_TYPE`)."""
+        return generate_latest(self.registry)

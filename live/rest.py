@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from protocol import (
     ServerMessage,
     UsageMetadata,
 )
+from protocol.fields import unknown_field
 
 _METHODS = ["generateContent", "streamGenerateContent", "countTokens", "bidiGenerateContent"]
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -134,9 +136,20 @@ def rest_router(caller: Caller, limits: SessionLimits, services: Callable[[], Se
         return services().backends.resolve(model, request.path_params["version"])
 
     async def parse(request: Request, kind: type[_M]) -> _M:
+        """The body as `kind`; fields it does not define are refused by name, as Google's parser does."""
         raw = await read_body(request, limits.max_message_bytes)
         try:
-            return kind.model_validate_json(raw)
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise ApiError(400, "Invalid JSON payload received. The body is not valid JSON.") from None
+        unknown = unknown_field(data, kind) if isinstance(data, dict) else None
+        if unknown is not None:
+            name, where = unknown
+            at = f" at '{where}'" if where else ""
+            message = f'Invalid JSON payload received. Unknown name "{name}"{at}: Cannot find field.'
+            raise ApiError(400, message)
+        try:
+            return kind.model_validate(data)
         except ValidationError as exc:
             raise invalid_payload(exc) from None
 
@@ -161,8 +174,9 @@ def rest_router(caller: Caller, limits: SessionLimits, services: Callable[[], Se
         files.resolve(body.contents)
         conv.add(body.contents)
         collector = _Collector()
+        executor = running.lifecycle.limits.executor(running.executor, Caller.of(request))  # per-key jobs
         engine = TurnEngine(
-            chosen, running.executor, limits.turn, collector.emit, collector.call_functions, running.metrics
+            chosen, executor, limits.turn, collector.emit, collector.call_functions, running.metrics
         )
         return _Turn(collector, engine, conv, model)
 

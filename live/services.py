@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from live.backends.registry import Backends
+from live.events import EventBus
 from live.files import FileLimits, FileStore
+from live.lifecycle import Lifecycle
 from live.metrics import Metrics
 from sandbox import Executor
 
@@ -14,5 +16,7 @@ from sandbox import Executor
 class Services:
     backends: Backends
     executor: Executor
+    lifecycle: Lifecycle
     metrics: Metrics = field(default_factory=Metrics)
+    events: EventBus | None = None  # --events: session events to an MQTT broker
     files: FileStore = field(default_factory=lambda: FileStore(FileLimits()))

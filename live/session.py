@@ -6,11 +6,14 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from live import parity
 from live.api_errors import ApiError
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
+from live.events import NO_EVENTS, SessionEvents
 from live.files import CallerFiles
 from live.generation import Unsupported, check
+from live.lifecycle import SessionLife
 from live.metrics import Metrics
 from live.transport import Transport, TransportClosed
 from live.turns import Conversation, TurnEngine, TurnLimits
@@ -64,15 +67,19 @@ class Session:
         limits: SessionLimits,
         session_id: str,
         metrics: Metrics,
+        life: SessionLife,
         api_version: str = "v1beta",
+        events: SessionEvents = NO_EVENTS,
         files: CallerFiles | None = None,
     ) -> None:
         self.id = session_id
+        self._life = life  # limits, goAway, resumption, compression (live/lifecycle.py)
         self._files = files
         self._metrics = metrics
         self._transport = transport
         self._backends = backends
-        self._executor = executor
+        self._events = events
+        self._executor = events.observe(executor)
         self._limits = limits
         self._api_version = api_version
         self._out: asyncio.Queue[ServerMessage | _Close] = asyncio.Queue()
@@ -87,27 +94,31 @@ class Session:
             conv, engine = await self._handshake()
         except (ProtocolError, BackendError) as exc:
             self._log.info("setup rejected code=%d reason=%r", exc.code, exc.reason)
-            self._metrics.closes[exc.code] += 1
+            self._metrics.closes.labels(code=exc.code).inc()
             await self._transport.close(exc.code, exc.reason)
             return
         except (TransportClosed, TimeoutError):
-            self._metrics.closes[1008] += 1
+            self._metrics.closes.labels(code=1008).inc()
             await self._transport.close(1008, "No setup message received.")
             return
-        self._metrics.sessions_total += 1
-        self._metrics.sessions_active += 1
+        self._metrics.sessions.inc()
+        self._metrics.sessions_active.inc()
         try:
             await self._run(conv, engine)
         finally:
-            self._metrics.sessions_active -= 1
+            self._metrics.sessions_active.dec()
+            await self._life.end()
+            self._events.closed()
         self._log.info("session ended")
 
     async def _run(self, conv: Conversation, engine: TurnEngine) -> None:
         async with asyncio.TaskGroup() as tg:
             writer = tg.create_task(self._write())
+            life = tg.create_task(self._life.run())
             try:
                 await self._read(conv, engine, tg)
             finally:
+                life.cancel()
                 await self._cancel_turn()
                 if not self._closing:
                     writer.cancel()
@@ -115,9 +126,12 @@ class Session:
     async def _handshake(self) -> tuple[Conversation, TurnEngine]:
         raw = await asyncio.wait_for(self._transport.recv(), self._limits.setup_timeout_s)
         self._check_size(raw)
-        setup = parse_client_message(raw).setup
+        message = parse_client_message(raw)
+        setup = message.setup
         if setup is None:
             raise ProtocolError(1007, "Invalid request: the first message must be setup.")
+        parity.check(message)  # what openlive does not do is refused, naming the field
+        setup = await self._life.admit(setup)
         backend = self._backends.resolve(setup.model, self._api_version)
         conv = _conversation(setup)
         conv.session = self.id
@@ -130,9 +144,11 @@ class Session:
         engine = TurnEngine(
             backend, self._executor, self._limits.turn, self._emit, self._call_functions, self._metrics
         )
+        self._life.attach(conv, backend, self._emit, self._close, self._busy)
         await self._transport.send(
             dump_server_message(ServerMessage(setup_complete=SetupComplete(session_id=self.id)))
         )
+        self._events.opened(setup)
         self._log.info(
             "setup model=%s code_execution=%s functions=%d",
             conv.model,
@@ -161,6 +177,7 @@ class Session:
             try:
                 self._check_size(raw)
                 message = parse_client_message(raw)
+                parity.check(message)
                 await self._dispatch(message, conv, engine, tg)
             except ProtocolError as exc:
                 self._log.info("closing code=%d reason=%r", exc.code, exc.reason)
@@ -215,12 +232,18 @@ class Session:
                 future.set_result(fr)
 
     def _start_turn(self, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup) -> None:
-        self._metrics.turns_total += 1
+        self._metrics.turns.inc()
+        self._events.turn_started()
         self._turn = tg.create_task(self._run_turn(conv, engine))
 
     async def _run_turn(self, conv: Conversation, engine: TurnEngine) -> None:
         try:
+            await self._life.before_turn()
             await engine.run(conv)
+            self._life.after_turn(resumable=not self._pending)
+        except ProtocolError as exc:
+            self._log.info("closing code=%d reason=%r", exc.code, exc.reason)
+            self._close(exc.code, exc.reason)
         except BackendError as exc:
             self._log.warning("backend error code=%d reason=%r", exc.code, exc.reason)
             self._close(exc.code, exc.reason)
@@ -228,12 +251,16 @@ class Session:
             self._log.exception("turn failed")
             self._close(1011, INTERNAL_ERROR)
 
+    def _busy(self) -> bool:
+        """A turn, a code job or a function call is in flight: the session cannot be resumed now."""
+        return bool(self._pending) or (self._turn is not None and not self._turn.done())
+
     async def _interrupt(self) -> None:
         """Cancels a running turn: pending calls are cancelled, then `interrupted` and `turnComplete`."""
         if self._turn is None or self._turn.done():
             return
         await self._cancel_turn()
-        self._metrics.interruptions_total += 1
+        self._metrics.interruptions.inc()
         await self._emit(ServerMessage(server_content=ServerContent(interrupted=True)))
         await self._emit(ServerMessage(server_content=ServerContent(turn_complete=True)))
 
@@ -267,7 +294,7 @@ class Session:
         """Closes after what is already queued has been sent."""
         if not self._closing:
             self._closing = True
-            self._metrics.closes[code] += 1
+            self._metrics.closes.labels(code=code).inc()
             self._out.put_nowait(_Close(code, reason))
 
     async def _write(self) -> None:
@@ -288,6 +315,7 @@ class Session:
                 await self._transport.send(data)
             except TransportClosed:
                 return
+            self._events.sent(item)
 
 
 def _conversation(setup: Setup) -> Conversation:

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import mimetypes
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -197,6 +198,12 @@ class TurnEngine:
         self._limits = limits
         self._emit = emit
         self._call_functions = call_functions
+        self._started: float | None = None  # the running turn's start, until its first content
+
+    def _content_sent(self) -> None:
+        if self._started is not None:
+            self._metrics.first_content.observe(time.perf_counter() - self._started)
+            self._started = None
 
     async def run(self, conv: Conversation) -> TurnResult:
         """Runs one turn to `turnComplete`. Cancelling it leaves what was already sent in the history.
@@ -204,6 +211,7 @@ class TurnEngine:
         `maxOutputTokens` is the whole turn's budget (each model step gets what is left) and
         `stopSequences` end the turn where the text reaches one, as Gemini applies them to a response.
         """
+        started = self._started = time.perf_counter()
         tokens = _Tokens()
         runs = failed_runs = 0
         generation = conv.generation
@@ -240,7 +248,7 @@ class TurnEngine:
                         model=conv.model, history=[Content(role="user", parts=[Part(text=fed_back)])]
                     )
                 )
-                self._metrics.code_runs[result.outcome.value] += 1
+                self._metrics.code_runs.labels(outcome=result.outcome.value).inc()
                 runs += 1
                 failed_runs += result.outcome != Outcome.OK
             elif isinstance(action, FunctionCalls) and not stops.stopped:
@@ -252,12 +260,13 @@ class TurnEngine:
             else:
                 finish = action.reason if isinstance(action, Finish) and not stops.stopped else "STOP"
                 break
-        self._metrics.response_tokens_total += tokens.response
+        self._metrics.response_tokens.inc(tokens.response)
         usage = tokens.metadata()
         await self._emit(ServerMessage(server_content=ServerContent(generation_complete=True)))
         await self._emit(
             ServerMessage(server_content=ServerContent(turn_complete=True), usage_metadata=usage)
         )
+        self._metrics.turn_duration.observe(time.perf_counter() - started)
         return TurnResult(finish, usage)
 
     async def _read_step(
@@ -279,6 +288,7 @@ class TurnEngine:
         if not text:
             return
         _append_text(conv, text)
+        self._content_sent()
         for start in range(0, len(text), MAX_TEXT_CHARS):
             await self._emit(model_message(Part(text=text[start : start + MAX_TEXT_CHARS])))
 
@@ -286,6 +296,7 @@ class TurnEngine:
         """Runs the code; returns the result and the result text the model is shown."""
         call = ExecutableCode(language="PYTHON", code=code)
         _model_content(conv).parts.append(Part(executable_code=call))
+        self._content_sent()
         await self._emit(model_message(Part(executable_code=call)))
         job = Job(
             code=code,
@@ -295,6 +306,8 @@ class TurnEngine:
             session=conv.session,
         )
         result = await self._executor.run(job, self._host_call)
+        self._metrics.code_execution.observe(result.duration_s)
+        self._metrics.sandbox_queue_wait.observe(result.queue_wait_s)
         blobs, notes = _inline_results(result)
         output = _cap(result.output, self._limits.max_output_chars) + notes
         parts = [Part(code_execution_result=CodeExecutionResult(outcome=result.outcome.value, output=output))]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
@@ -50,6 +50,7 @@ class ToolsUpdate(WireModel):
     """Wrapper so ``{"tools": []}`` (clear all) differs from absent (no change)."""
 
     tools: list[Tool] = Field(default_factory=list)
+    bare_list_of: ClassVar[str] = "tools"  # a bare list means this field (see ContextUpdate)
 
 
 class ContextUpdate(WireModel):

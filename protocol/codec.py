@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from .client import ClientMessage
 from .errors import CLOSE_INVALID_PAYLOAD, MessageTooLarge, ProtocolError
+from .fields import unknown_field
 from .server import ServerMessage
 
 MAX_SERVER_MESSAGE_BYTES = 1 << 20
@@ -86,6 +87,11 @@ def parse_client_message(data: bytes | str) -> ClientMessage:
         raise _invalid(f"Invalid JSON payload received. Expected one of: {_EXPECTED}.")
     if len(present) > 1:
         raise _invalid(f"Invalid JSON payload received. More than one message field: {', '.join(present)}.")
+    unknown = unknown_field(obj, ClientMessage)
+    if unknown is not None:
+        name, where = unknown
+        at = f"Unknown name \"{name}\" at '{where}'"
+        raise _invalid(f"Invalid JSON payload received. {at}: Cannot find field.")
     try:
         return ClientMessage.model_validate(obj)
     except ValidationError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ConfigDict
+from pydantic import BeforeValidator
 
 from .base import WireModel
 from .parts import Content, Part
@@ -48,12 +48,7 @@ class ThinkingConfig(WireModel):
 
 
 class GenerationConfig(WireModel):
-    """Sampling and output options; ``topK`` arrives as a float from the SDK.
-
-    Unknown fields are kept (``model_extra``) rather than dropped, so the server can refuse them by name.
-    """
-
-    model_config = ConfigDict(extra="allow")
+    """Sampling and output options; ``topK`` arrives as a float from the SDK."""
 
     response_modalities: list[str] | None = None
     temperature: float | None = None
@@ -73,6 +68,10 @@ class GenerationConfig(WireModel):
     response_mime_type: str | None = None
     response_schema: dict[str, Any] | None = None
     response_json_schema: dict[str, Any] | None = None
+    response_logprobs: bool | None = None
+    logprobs: int | None = None
+    enable_enhanced_civic_answers: bool | None = None
+    image_config: dict[str, Any] | None = None
 
 
 class FunctionDeclaration(WireModel):

@@ -54,6 +54,26 @@ def _decode_header(body: bytes, max_blob_total: int) -> tuple[dict[str, Any], li
     return header, sizes
 
 
+def decode(
+    buf: bytes, max_header: int = MAX_HEADER, max_blob_total: int = 1 << 30
+) -> tuple[dict[str, Any], list[bytes]]:
+    """A whole message held in memory (an MQTT payload), with the same bounds as a stream."""
+    if len(buf) < _LEN.size:
+        raise FrameError("truncated length prefix")
+    (n,) = _LEN.unpack_from(buf)
+    if n > max_header:
+        raise FrameError(f"header of {n} bytes exceeds {max_header}")
+    end = _LEN.size + n
+    header, sizes = _decode_header(buf[_LEN.size : end], max_blob_total)
+    if end + sum(sizes) != len(buf):
+        raise FrameError("blob sizes do not match the message length")
+    blobs = []
+    for size in sizes:
+        blobs.append(buf[end : end + size])
+        end += size
+    return header, blobs
+
+
 # --- child side (blocking) -------------------------------------------------------------------------
 
 

@@ -46,7 +46,9 @@ class Result(BaseModel):
     output: str = ""
     images: list[bytes] = Field(default_factory=list)  # PNG, one per open matplotlib figure
     files: list[File] = Field(default_factory=list)  # files the code wrote to its scratch dir
-    duration_s: float = 0.0
+    duration_s: float = 0.0  # from the job's start in its runner to its result
+    queue_wait_s: float = 0.0  # how long the job waited for a free runner before that
+    worker: str = ""  # the remote worker that ran it (MqttPool); "" for this machine's pool
 
 
 HostCall = Callable[[str, dict[str, Any]], Awaitable[Any]]

@@ -243,6 +243,7 @@ class LocalPool:
             raise SandboxUnavailable(f"the sandbox pool is {self._state}")
         # A job without a session is its own session: no per-session cap, first come first served.
         session = job.session or f"\0anonymous-{next(self._anonymous)}"
+        queued_at = asyncio.get_running_loop().time()
         ticket = self._queue.push(session)
         self._dispatch()
         if not ticket.granted.done() and len(self._queue) > self.config.queue_limit:
@@ -254,7 +255,8 @@ class LocalPool:
         except TimeoutError:
             self._queue.remove(ticket)
             if not ticket.granted.done():
-                return self._busy_result(f"no sandbox became free within {self.config.queue_timeout_s:g} s")
+                busy = self._busy_result(f"no sandbox became free within {self.config.queue_timeout_s:g} s")
+                return busy.model_copy(update={"queue_wait_s": self.config.queue_timeout_s})
             runner = ticket.granted.result()
         except SandboxUnavailable as e:
             return Result(outcome=Outcome.FAILED, output=f"[sandbox] {e}")
@@ -263,7 +265,9 @@ class LocalPool:
             if ticket.granted.done() and not ticket.granted.exception():
                 self._release(ticket.granted.result(), session)
             raise
-        return await self._run_on(runner, session, job, host_call)
+        waited = asyncio.get_running_loop().time() - queued_at
+        result = await self._run_on(runner, session, job, host_call)
+        return result.model_copy(update={"queue_wait_s": waited})
 
     async def _run_on(self, runner: Runner, session: str, job: Job, host_call: HostCall | None) -> Result:
         assert runner.reader is not None and runner.writer is not None

@@ -15,6 +15,20 @@ class LayerStatus(BaseModel):
 State = Literal["stopped", "starting", "ready", "degraded", "closed"]
 
 
+class WorkerSeen(BaseModel):
+    """A remote worker as its heartbeats describe it (MqttPool)."""
+
+    name: str
+    state: Literal["online", "offline", "lost"]  # lost: heartbeats stopped without a goodbye
+    slots: int
+    running: int
+    queued: int
+    free: int
+    isolation: str
+    jobs_done: int
+    seen_s_ago: float
+
+
 class PoolStatus(BaseModel):
     state: State
     isolation: Literal["unknown", "full", "weak"]
@@ -28,3 +42,5 @@ class PoolStatus(BaseModel):
     worker_pid: int | None
     worker_restarts: int
     last_error: str | None
+    broker: str | None = None  # MqttPool: the broker, without credentials
+    workers: list[WorkerSeen] = []  # MqttPool: every worker seen since start

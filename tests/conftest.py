@@ -20,6 +20,7 @@ from google import genai
 from google.genai import types
 
 from live.backends.scripted import DEFAULT_SCRIPT
+from tests.llama_upstream import Upstream, start_upstream
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -144,6 +145,45 @@ def test_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def tools_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    """One real OpenAI-compatible upstream (llama_cpp.server, SmolLM2, tool calling) for every test that
+    needs one: it takes seconds to start and holds the model in memory."""
+    pytest.importorskip("llama_cpp.server")
+    upstream = start_upstream(
+        tmp_path_factory.mktemp("up") / "tools.log", chat_format="chatml-function-calling"
+    )
+    yield upstream
+    upstream.kill()
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real mosquitto on a free port, shared by the MQTT tests (a test that restarts it leaves it up)."""
+    from tests.mqtt_helpers import Broker
+
+    b = Broker(tmp_path_factory.mktemp("mosquitto"))
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_workers(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Two `openlive worker` processes, w1 and w2 (a test that kills one starts it again)."""
+    from tests.mqtt_helpers import Worker
+
+    logs = tmp_path_factory.mktemp("workers")
+    workers = {name: Worker(name, broker, logs / f"{name}.log") for name in ("w1", "w2")}
+    try:
+        for w in workers.values():
+            w.start()
+        yield workers
+    finally:
+        for w in workers.values():
+            w.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +81,20 @@ async def receive_turn(session: live.AsyncSession, turn: Turn | None = None) -> 
 async def ask(session: live.AsyncSession, text: str) -> Turn:
     await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(text=text)]))
     return await receive_turn(session)
+
+
+def assert_real_result(code: str, outcome: types.Outcome | None, output: str) -> None:
+    """The sandbox's result is what this code really does: the same output, or the same final error line
+    (e.g. a SyntaxError, which has no traceback). For models whose code is often wrong."""
+    with tempfile.TemporaryDirectory() as scratch:
+        local = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=scratch, timeout=60
+        )
+    if outcome == types.Outcome.OUTCOME_OK:
+        assert (local.returncode, output) == (0, local.stdout)
+    else:
+        assert outcome == types.Outcome.OUTCOME_FAILED and local.returncode != 0
+        assert local.stderr.strip().splitlines()[-1] in output
 
 
 def is_png(data: bytes | str) -> bool:

@@ -43,10 +43,15 @@ def free_port() -> int:
 
 
 def start_upstream(
-    log: Path, *, chat_format: str | None = None, api_key: str | None = None, n_ctx: int = 4096
+    log: Path,
+    *,
+    chat_format: str | None = None,
+    api_key: str | None = None,
+    n_ctx: int = 4096,
+    port: int | None = None,
 ) -> Upstream:
-    """Starts the server with the default GGUF and returns once it answers HTTP."""
-    port = free_port()
+    """Starts the server with the default GGUF (on `port`, or a free one) and returns once it answers."""
+    port = port or free_port()
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path())]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx), "--verbose", "False"]
     cmd += ["--chat_format", chat_format] if chat_format else []

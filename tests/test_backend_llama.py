@@ -107,11 +107,17 @@ LONG = ask(
 )
 
 
-async def assert_no_tokens_after(backend: LlamaBackend, acknowledged_at: float) -> None:
-    assert time.monotonic() - acknowledged_at < 1.0
-    produced = backend.tokens_generated
-    await asyncio.sleep(0.2)
-    assert backend.tokens_generated == produced
+async def assert_stopped(backend: LlamaBackend, started: float) -> None:
+    """The stream is closed: the single worker then runs the next generation only after the old one
+    returned, so every token sampled from here on is the next generation's own (its Usage counts them)."""
+    assert time.monotonic() - started < 1.0
+    at_close = backend.tokens_generated
+    events = await collect(
+        backend.stream(ask("Hi", generation=GREEDY.model_copy(update={"max_output_tokens": 4})))
+    )
+    assert isinstance(events[-1], Finish)  # the worker is free again
+    usage = next(e for e in events if isinstance(e, Usage))
+    assert backend.tokens_generated == at_close + usage.response_tokens
 
 
 async def test_closing_the_stream_stops_generation_within_a_token(backend: LlamaBackend) -> None:
@@ -124,7 +130,7 @@ async def test_closing_the_stream_stops_generation_within_a_token(backend: Llama
             break
     started = time.monotonic()
     await stream.aclose()
-    await assert_no_tokens_after(backend, started)
+    await assert_stopped(backend, started)
     assert backend.tokens_generated - before < 100  # it was stopped, not run to max_output_tokens
 
 
@@ -141,12 +147,7 @@ async def test_cancelling_the_consumer_stops_generation(backend: LlamaBackend) -
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    await assert_no_tokens_after(backend, started)
-    # the worker is free again
-    events = await collect(
-        backend.stream(ask("Hi", generation=GREEDY.model_copy(update={"max_output_tokens": 4})))
-    )
-    assert isinstance(events[-1], Finish)
+    await assert_stopped(backend, started)
 
 
 async def test_close_ends_running_and_queued_streams() -> None:
@@ -165,3 +166,18 @@ async def test_close_ends_running_and_queued_streams() -> None:
         await asyncio.wait_for(queued, 10)
     with pytest.raises(BackendError):
         await collect(model.stream(LONG))
+
+
+@pytest.mark.parametrize("code_execution", [False, True])
+async def test_token_count_is_what_the_model_reads(backend: LlamaBackend, code_execution: bool) -> None:
+    """Compression counts with the model's own template and tokenizer: the same number generation reports."""
+    request = dataclasses.replace(
+        ask("Count these words, please.", code_execution=code_execution),
+        system_instruction="You are terse.",
+        generation=GREEDY.model_copy(update={"max_output_tokens": 2}),
+    )
+    counted = await backend.count_tokens(request)
+    events = await collect(backend.stream(request))
+    usage = next(e for e in events if isinstance(e, Usage))
+    assert counted == usage.prompt_tokens > 10
+    assert backend.context_window() == 4096

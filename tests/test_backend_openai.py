@@ -48,15 +48,6 @@ def forced(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def tools_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    upstream = start_upstream(
-        tmp_path_factory.mktemp("up") / "tools.log", chat_format="chatml-function-calling"
-    )
-    yield upstream
-    upstream.kill()
-
-
-@pytest.fixture(scope="module")
 def plain_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     """The GGUF's own chat template and an API key, as a real deployment would have."""
     upstream = start_upstream(tmp_path_factory.mktemp("up") / "plain.log", api_key=SECRET, n_ctx=2048)

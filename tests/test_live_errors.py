@@ -100,6 +100,36 @@ async def test_key_in_query_parameter_is_accepted(server: Server) -> None:
     assert "setupComplete" in json.loads(first)
 
 
+async def setup_complete(server: Server, url: str, headers: dict[str, str]) -> bool:
+    async with websockets.connect(url, ssl=server.ssl_context(), additional_headers=headers) as ws:
+        await ws.send(SETUP)
+        return "setupComplete" in json.loads(await asyncio.wait_for(ws.recv(), 30))
+
+
+@pytest.mark.parametrize(
+    ("query", "headers"),
+    [("", {"Authorization": f"Token {API_KEY}"}), (f"?access_token={API_KEY}", {})],
+    ids=["authorization-token", "access-token-query"],
+)
+async def test_key_as_token_is_accepted_and_checked(
+    server: Server, query: str, headers: dict[str, str]
+) -> None:
+    assert await setup_complete(server, server.live_url() + query, headers)
+    wrong_url = server.live_url() + query.replace(API_KEY, "wrong")
+    wrong = {k: v.replace(API_KEY, "wrong") for k, v in headers.items()}
+    code, reason, received = await closed_with(server, [SETUP], headers=wrong, url=wrong_url)
+    assert code == 1008 and "unregistered callers" in reason and received == []
+
+
+async def test_a_second_configured_key_is_accepted(test_server: Server) -> None:
+    async with test_server.client(api_key="second-key").aio.live.connect(
+        model="m", config=text_config()
+    ) as session:
+        assert (await ask(session, "echo two keys")).text() == "echo: two keys"
+    code, _, _ = await closed_with(test_server, [SETUP], headers={"x-goog-api-key": "third-key"})
+    assert code == 1008
+
+
 async def test_unknown_path_closes_1008(server: Server) -> None:
     url = f"{server.ws_base}/ws/google.ai.generativelanguage.v1beta.GenerativeService.Nope"
     code, _, _ = await closed_with(server, [SETUP], url=url)

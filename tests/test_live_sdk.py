@@ -81,15 +81,17 @@ async def test_without_the_code_tool_no_code_runs(server: Server) -> None:
     assert turn.kinds()[-2:] == ["generation_complete", "turn_complete"]
 
 
+WEATHER = types.FunctionDeclaration(
+    name="get_weather",
+    description="Weather for a city",
+    parameters=types.Schema(
+        type=types.Type.OBJECT, properties={"city": types.Schema(type=types.Type.STRING)}
+    ),
+)
+
+
 async def test_function_call_round_trip(server: Server) -> None:
-    weather = types.FunctionDeclaration(
-        name="get_weather",
-        description="Weather for a city",
-        parameters=types.Schema(
-            type=types.Type.OBJECT, properties={"city": types.Schema(type=types.Type.STRING)}
-        ),
-    )
-    config = text_config([types.Tool(function_declarations=[weather])])
+    config = text_config([types.Tool(function_declarations=[WEATHER])])
     async with server.client().aio.live.connect(model=MODEL, config=config) as session:
         await session.send_client_content(
             turns=types.Content(role="user", parts=[types.Part(text="What is the weather in Paris?")])
@@ -201,12 +203,34 @@ async def test_each_figure_is_one_png_part(test_server: Server) -> None:
 
 
 async def test_sessions_run_concurrently(server: Server) -> None:
-    async def one(n: int) -> str:
-        async with server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
-            turn = await ask(session, f"What is the sum of the first {n} prime numbers?")
-            return turn.of("result")[0][1].strip()
+    """Four sessions hold a turn open at one moment: each has its toolCall before any is answered (a server
+    that ran sessions one after another would never get there), and the server counts four active."""
+    cities = ["Paris", "Oslo", "Lima", "Cairo"]
+    config = text_config([types.Tool(function_declarations=[WEATHER])])
+    before = scrape(server.url, server.ssl_context())
+    all_waiting = asyncio.Barrier(len(cities))
+    during: dict[str, float] = {}
 
-    assert await asyncio.gather(*(one(n) for n in (5, 6, 7, 8))) == ["28", "41", "58", "77"]
+    async def one(city: str) -> str:
+        async with server.client().aio.live.connect(model=MODEL, config=config) as session:
+            await session.send_client_content(
+                turns=types.Content(role="user", parts=[types.Part(text=f"What is the weather in {city}?")])
+            )
+            ((call,),) = await receive_turn_until_tool_call(session)
+            assert call.args == {"city": city}
+            if await all_waiting.wait() == 0:  # one of the four reads the server while all wait
+                during.update(await asyncio.to_thread(scrape, server.url, server.ssl_context()))
+            await all_waiting.wait()
+            forecast = {"forecast": f"sun in {city}"}
+            await session.send_tool_response(
+                function_responses=[types.FunctionResponse(id=call.id, name=call.name, response=forecast)]
+            )
+            return (await receive_turn(session)).text()
+
+    texts = await asyncio.wait_for(asyncio.gather(*(one(city) for city in cities)), 60)
+    for key in ("openlive_sessions_active", "openlive_turns_total"):
+        assert during[key] - before.get(key, 0) == len(cities), key
+    assert all(f"sun in {city}" in text for city, text in zip(cities, texts, strict=True))
 
 
 async def test_code_runs_per_turn_are_capped(test_server: Server) -> None:
@@ -256,9 +280,7 @@ async def test_unnamed_attachments_get_the_names_the_model_is_told(test_server: 
             types.Part(text="sum the unnamed csv"),
         ]))  # fmt: skip
         turn = await receive_turn(session)
-    assert turn.of("result") == [
-        (types.Outcome.OUTCOME_OK, "['input_file_0.png', 'input_file_1.csv']\n11\n")
-    ]
+    assert turn.of("result") == [(types.Outcome.OUTCOME_OK, "['input_file_0.png', 'input_file_1.csv']\n11\n")]
 
 
 async def test_long_text_is_split_under_the_message_limit(test_server: Server) -> None:

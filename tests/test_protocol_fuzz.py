@@ -4,17 +4,23 @@ stays up and keeps serving."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import re
+from collections import Counter
 from typing import Any
 
 import websockets
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
 from protocol import ClientMessage, ProtocolError, parse_client_message
+from protocol.parts import SCHEDULING_VALUES
 from tests.conftest import API_KEY, Server
-from tests.live_helpers import SEED_PROMPT, ask, text_config
+from tests.live_helpers import SEED_PROMPT, ask, scrape, text_config
+
+EXCHANGES = 120  # random valid messages sent to the server, one session each
 
 # Real field names, in both casings, so generated messages get deep into the models.
 NAMES = [
@@ -33,12 +39,82 @@ json_values = st.recursive(
     max_leaves=25,
 )
 messages = st.dictionaries(st.sampled_from(NAMES[:9]) | keys, json_values, min_size=0, max_size=2)
-# One real top-level key over real field names: most of these parse, so they reach the session.
-session_messages = st.builds(
-    lambda key, value: {key: value},
-    st.sampled_from(NAMES[1:9]),
-    st.dictionaries(st.sampled_from(NAMES), json_values, max_size=4),
+
+# Valid-shaped messages of the four kinds a client sends after setup, with random values, built directly
+# (no filter): every one must parse, and every one reaches the session.
+texts = st.text(max_size=40)
+blobs = st.fixed_dictionaries(
+    {
+        "mimeType": st.sampled_from(["text/plain", "text/csv", "image/png", "audio/pcm;rate=16000", "x/y"]),
+        "data": st.binary(max_size=48).map(lambda b: base64.b64encode(b).decode()),
+    },
+    optional={"displayName": texts},
 )
+calls = st.fixed_dictionaries(
+    {"name": texts}, optional={"id": texts, "args": st.dictionaries(texts, scalars, max_size=3)}
+)
+responses = st.fixed_dictionaries(
+    {"name": texts},
+    optional={
+        "id": texts,
+        "response": st.dictionaries(texts, scalars, max_size=3),
+        "scheduling": st.sampled_from(sorted(SCHEDULING_VALUES)),
+        "willContinue": st.booleans(),
+    },
+)
+parts = st.one_of(
+    st.builds(lambda t: {"text": t}, texts),
+    st.builds(lambda b: {"inlineData": b}, blobs),
+    st.builds(lambda c: {"functionCall": c}, calls),
+    st.builds(lambda r: {"functionResponse": r}, responses),
+    st.builds(lambda c: {"executableCode": {"language": "PYTHON", "code": c}}, texts),
+    st.builds(
+        lambda o: {"codeExecutionResult": {"outcome": o, "output": "x"}},
+        st.sampled_from(["OUTCOME_OK", "OUTCOME_FAILED", "OUTCOME_DEADLINE_EXCEEDED"]),
+    ),
+)
+contents = st.fixed_dictionaries(
+    {"parts": st.lists(parts, max_size=3)}, optional={"role": st.sampled_from(["user", "model"])}
+)
+tools = st.one_of(
+    st.just({"codeExecution": {}}),
+    st.builds(
+        lambda names: {"functionDeclarations": [{"name": n, "description": "d"} for n in names]},
+        st.lists(st.from_regex(r"[a-z_][a-z0-9_]{0,20}", fullmatch=True), max_size=3, unique=True),
+    ),
+)
+session_messages = st.one_of(
+    st.builds(
+        lambda c: {"clientContent": c},
+        st.fixed_dictionaries(
+            {}, optional={"turns": st.lists(contents, max_size=3), "turnComplete": st.booleans()}
+        ),
+    ),
+    st.builds(
+        lambda r: {"realtimeInput": r},
+        st.one_of(
+            st.builds(lambda t: {"text": t}, texts),
+            st.builds(lambda b: {"audio": b}, blobs),
+            st.builds(lambda b: {"video": b}, blobs),
+            st.builds(lambda bs: {"mediaChunks": bs}, st.lists(blobs, min_size=1, max_size=2)),
+            st.sampled_from([{"audioStreamEnd": True}, {"activityStart": {}}, {"activityEnd": {}}]),
+        ),
+    ),
+    st.builds(lambda rs: {"toolResponse": {"functionResponses": rs}}, st.lists(responses, max_size=3)),
+    st.builds(
+        lambda u: {"contextUpdate": u},
+        st.fixed_dictionaries(
+            {}, optional={"systemInstruction": texts | contents, "tools": st.lists(tools, max_size=2)}
+        ),
+    ),
+)
+
+
+def snake(message: Any) -> Any:
+    """The same message with snake_case keys, which the API also accepts."""
+    if isinstance(message, dict):
+        return {re.sub(r"(?<!^)([A-Z])", r"_\1", k).lower(): snake(v) for k, v in message.items()}
+    return [snake(v) for v in message] if isinstance(message, list) else message
 
 
 def check(raw: str | bytes) -> ClientMessage | None:
@@ -65,8 +141,8 @@ def test_any_bytes_parse_or_are_rejected_cleanly(raw: bytes | str) -> None:
 PROBE = json.dumps({"clientContent": {"turns": [{"parts": [{"text": "hello"}]}], "turnComplete": True}})
 
 
-async def exchange(server: Server, raw: str) -> None:
-    """Setup, the random message, then the probe turn: answered, or closed cleanly (1007/1008)."""
+async def exchange(server: Server, raw: str) -> str:
+    """Setup, the random message, then the probe turn: "answered", or "closed" cleanly (1007/1008)."""
     async with websockets.connect(server.live_url(), ssl=server.ssl_context(),
                                   additional_headers={"x-goog-api-key": API_KEY}) as ws:  # fmt: skip
         await ws.send(json.dumps({"setup": {"model": "models/m", "tools": [{"codeExecution": {}}]}}))
@@ -78,34 +154,42 @@ async def exchange(server: Server, raw: str) -> None:
                 content = json.loads(frame).get("serverContent", {})
                 texts = "".join(p.get("text", "") for p in content.get("modelTurn", {}).get("parts", []))
                 if "scripted demo model" in texts:
-                    return
+                    return "answered"
         except ConnectionClosed:
             pass
         assert ws.close_code in (1007, 1008), (ws.close_code, ws.close_reason, raw)
+        return "closed"
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
-@given(session_messages)
-def test_a_server_survives_random_valid_messages(server: Server, message: dict[str, Any]) -> None:
-    """After a real setup, a random message that parses, then a probe turn: the probe is answered, or the
+def test_a_server_survives_random_valid_messages(server: Server) -> None:
+    """After a real setup, a random valid message, then a probe turn: the probe is answered, or the
     session is closed cleanly - never an internal error, and the server stays up."""
-    raw = json.dumps(message)
-    parsed = check(raw)
-    assume(parsed is not None and parsed.setup is None)
-    # The asyncio client on a loop of its own (hypothesis drives plain functions). Not websockets' sync
-    # client: it reads and writes one TLS connection from two threads, which now and then loses its
-    # request (seen here: both ends idle, nothing queued in the kernel).
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(asyncio.wait_for(exchange(server, raw), 60))
-    finally:
-        loop.close()
-    assert server.proc.poll() is None
+    outcomes: Counter[str] = Counter()
+    before = scrape(server.url, server.ssl_context())["openlive_sessions_total"]
+
+    @settings(max_examples=EXCHANGES, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+    @given(session_messages, st.booleans())
+    def fuzz(message: dict[str, Any], snake_case: bool) -> None:
+        raw = json.dumps(snake(message) if snake_case else message)
+        parsed = check(raw)
+        assert parsed is not None and parsed.setup is None, raw  # valid-shaped: it must parse
+        # The asyncio client on a loop of its own (hypothesis drives plain functions). Not websockets'
+        # sync client: it reads and writes one TLS connection from two threads, which now and then loses
+        # its request (seen here: both ends idle, nothing queued in the kernel).
+        loop = asyncio.new_event_loop()
+        try:
+            outcomes[loop.run_until_complete(asyncio.wait_for(exchange(server, raw), 60))] += 1
+        finally:
+            loop.close()
+        assert server.proc.poll() is None
+
+    fuzz()
+    # Every example reached a session of the server, and most went on to an answered probe.
+    reached = sum(outcomes.values())
+    assert reached >= EXCHANGES * 0.9, outcomes
+    assert scrape(server.url, server.ssl_context())["openlive_sessions_total"] - before == reached
+    assert outcomes["answered"] >= reached / 2, outcomes
 
 
 async def test_the_server_still_serves_after_the_fuzzing(server: Server) -> None:

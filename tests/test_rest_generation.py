@@ -113,12 +113,14 @@ def test_what_cannot_be_honoured_is_refused_by_name(
 
 async def test_live_setup_refuses_what_it_cannot_honour(rest_server: Server) -> None:
     client = rest_server.client()
-    config = types.LiveConnectConfig(generation_config=types.GenerationConfig(candidate_count=3))
+    schema = {"type": "OBJECT", "properties": {"n": {"type": "INTEGER"}}}
+    json_mode = types.GenerationConfig(response_mime_type="application/json", response_schema=schema)
+    config = types.LiveConnectConfig(generation_config=json_mode)
     with pytest.raises(errors.APIError) as closed:
         async with client.aio.live.connect(model=MODEL, config=config) as session:
             async for _ in session.receive():
                 pass
-    assert closed.value.code == 1007 and "candidateCount" in str(closed.value.details)
+    assert closed.value.code == 1007 and "responseMimeType application/json" in str(closed.value.details)
 
 
 def test_a_client_that_goes_away_cancels_the_turn_and_its_job(rest_server: Server) -> None:

@@ -111,6 +111,7 @@ class LlamaBackend:
         return [self.config.name]
 
     async def count_tokens(self, request: ModelRequest) -> int:
+        """Exact: the prompt as the chat template renders it, through the model's own tokenizer."""
         chat = to_chat(request, "fenced", system_role=self._system_role)
         return len(await asyncio.to_thread(self._prompt, chat.messages))
 
@@ -245,6 +246,9 @@ class LlamaBackend:
     def _prompt(self, messages: list[Message]) -> list[int]:
         """The prompt's tokens, as generation would feed them (template and special tokens included)."""
         return self._tokens(self._format(messages))
+
+    def context_window(self) -> int:
+        return self._llama.n_ctx()
 
     async def close(self) -> None:
         self._closing.set()  # the running generation stops within a token; queued ones do not start

@@ -34,7 +34,6 @@ from live.backends.errors import BackendError
 from live.backends.fenced import FencedStream
 from live.generation import output_schema
 
-CHARS_PER_TOKEN = 4
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
 _RETRYABLE = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
 
@@ -56,6 +55,7 @@ class OpenAIUpstreamConfig(BaseModel):
     idle_timeout_s: float = 60.0  # longest silence between two streamed chunks
     retries: int = Field(2, ge=0)
     retry_backoff_s: float = 0.5
+    context_window: int = Field(32768, ge=1)  # the upstream model's; the API cannot tell us
 
     @property
     def name(self) -> str:
@@ -84,12 +84,6 @@ class OpenAIBackend:
 
     def models(self) -> list[str]:
         return [self.config.name]
-
-    async def count_tokens(self, request: ModelRequest) -> int:
-        """An estimate (four characters a token): the OpenAI API has no tokenizer endpoint."""
-        chat = to_chat(request, self.config.code_mode, self.config.system_role)
-        text = json.dumps(chat.messages, ensure_ascii=False) + (json.dumps(chat.tools) if chat.tools else "")
-        return -(-len(text) // CHARS_PER_TOKEN)
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent]:
         config = self.config
@@ -190,6 +184,14 @@ class OpenAIBackend:
             except (openai.OpenAIError, TimeoutError) as exc:
                 raise upstream_error(exc) from exc
             yield chunk
+
+    async def count_tokens(self, request: ModelRequest) -> int:
+        """An estimate, four characters a token: an OpenAI-compatible server has no counting endpoint."""
+        chat = to_chat(request, self.config.code_mode, self.config.system_role)
+        return len(json.dumps([chat.messages, chat.tools])) // 4
+
+    def context_window(self) -> int:
+        return self.config.context_window
 
     async def close(self) -> None:
         await self._client.close()

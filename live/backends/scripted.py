@@ -29,7 +29,7 @@ from live.backends.base import (
 from protocol import Content
 
 DEFAULT_SCRIPT = Path(__file__).resolve().parent.parent / "data" / "demo_script.yaml"
-_TEMPLATE = re.compile(r"\{\{\s*(output|response|match\.(\d+))\s*\}\}")
+_TEMPLATE = re.compile(r"\{\{\s*(output|history_output|response|match\.(\d+))\s*\}\}")
 _CHUNK = re.compile(r"\s*\S+(?:\s+\S+){0,3}\s*")
 
 
@@ -69,6 +69,7 @@ class Script(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rules: list[Rule]
     fallback: str = "I have no scripted reply for that."
+    context_window: int = Field(32768, ge=1)  # in the scripted model's tokens: words
 
     @classmethod
     def load(cls, path: Path) -> Script:
@@ -91,6 +92,7 @@ class _TurnView:
     actions: list[_Action]
     output: str  # of the last code result this turn
     response: str  # the last function response this turn, as JSON
+    history_output: str  # of the last code result anywhere in the history (earlier turns too)
 
 
 def _view(history: Sequence[Content]) -> _TurnView:
@@ -117,7 +119,16 @@ def _view(history: Sequence[Content]) -> _TurnView:
                 actions.append(_Action("call"))
             elif p.function_response is not None:
                 response = json.dumps(p.function_response.response or {}, sort_keys=True)
-    return _TurnView(user_text, actions, output, response)
+    history_output = next(
+        (
+            (p.code_execution_result.output or "").strip()
+            for c in reversed(history)
+            for p in reversed(c.parts)
+            if p.code_execution_result is not None
+        ),
+        "",
+    )
+    return _TurnView(user_text, actions, output, response, history_output)
 
 
 def _plan(steps: list[Step], actions: list[_Action], code_enabled: bool) -> list[Step]:
@@ -154,6 +165,8 @@ def _render(template: str, match: re.Match[str], view: _TurnView) -> str:
     def sub(m: re.Match[str]) -> str:
         if m.group(1) == "output":
             return view.output
+        if m.group(1) == "history_output":
+            return view.history_output
         if m.group(1) == "response":
             return view.response
         group = int(m.group(2))
@@ -196,9 +209,6 @@ class ScriptedBackend:
 
     def models(self) -> list[str]:
         return [self._served_name]
-
-    async def count_tokens(self, request: ModelRequest) -> int:
-        return _words(request.history)  # the scripted model's tokens are words, as its usage reports
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
         """Replies by the script; `maxOutputTokens` cuts the reply after that many words (MAX_TOKENS)."""
@@ -248,6 +258,13 @@ class ScriptedBackend:
                 return
         yield Usage(prompt, produced)
         yield Finish()
+
+    async def count_tokens(self, request: ModelRequest) -> int:
+        """The scripted model's tokens are words (whitespace-separated), the system instruction's too."""
+        return _words(request.history) + len((request.system_instruction or "").split())
+
+    def context_window(self) -> int:
+        return self._script.context_window
 
     async def close(self) -> None:
         return None

@@ -1,0 +1,120 @@
+"""Where the broker is and how to log in: one URL plus optional credentials and TLS files.
+
+`mqtt://HOST:PORT` is plain TCP, `mqtts://HOST:PORT` is TLS (system CAs unless `ca_file` is set).
+Credentials come from the URL (`mqtt://user:pass@host`) or the fields; the password is a SecretStr so it
+never reaches a log line or /healthz.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import ssl
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import aiomqtt
+from paho.mqtt.properties import Properties
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+log = logging.getLogger("openlive.mqtt")
+
+MAX_BACKOFF_S = 10.0
+
+
+class BrokerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(description="mqtt://HOST:PORT or mqtts://HOST:PORT (TLS)")
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = Field(None, description="TLS: the CA that signed the broker's certificate")
+    cert_file: Path | None = Field(None, description="TLS: a client certificate, if the broker wants one")
+    key_file: Path | None = None
+    keepalive_s: int = Field(5, ge=1, description="a dead connection is noticed within 1.5 x this")
+    max_payload_bytes: int = Field(
+        256 * 1024, ge=4096, description="larger messages are chunked (EMQX's default limit is 1 MiB)"
+    )
+
+    @classmethod
+    def parse(cls, url: str, **fields: object) -> BrokerConfig:
+        config = cls(url=url, **fields)
+        config.endpoint()  # validates the URL now, not at the first connect
+        return config
+
+    def endpoint(self) -> tuple[str, int, bool]:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"broker URL {self.url!r}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+        tls = parts.scheme == "mqtts"
+        return parts.hostname, parts.port or (8883 if tls else 1883), tls
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        parts = urlsplit(self.url)
+        user = self.username or (unquote(parts.username) if parts.username else None)
+        password = self.password.get_secret_value() if self.password else None
+        if password is None and parts.password:
+            password = unquote(parts.password)
+        return user, password
+
+    def display(self) -> str:
+        """The URL without credentials, for logs and /healthz."""
+        host, port, tls = self.endpoint()
+        return f"{'mqtts' if tls else 'mqtt'}://{host}:{port}"
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not self.endpoint()[2]:
+            return None
+        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        if self.cert_file:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+    def client(self, identifier: str, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
+        host, port, _ = self.endpoint()
+        user, password = self.credentials()
+        return aiomqtt.Client(
+            host,
+            port,
+            username=user,
+            password=password,
+            identifier=identifier,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=will,
+            clean_start=True,  # no session survives us: a dead worker's jobs must not wait for it
+            keepalive=self.keepalive_s,
+            timeout=10,
+            max_inflight_messages=1000,
+            tls_context=self.tls_context(),
+            # Small request/response messages: Nagle plus delayed ACKs would add ~40 ms per exchange.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+        )
+
+
+def properties(correlation: str, response_topic: str | None = None) -> Properties:
+    """MQTT 5 publish properties: the job id as correlation data, and where to answer."""
+    from paho.mqtt.packettypes import PacketTypes
+
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.CorrelationData = correlation.encode()
+    if response_topic is not None:
+        props.ResponseTopic = response_topic
+    return props
+
+
+def correlation(message: aiomqtt.Message) -> str | None:
+    data = getattr(message.properties, "CorrelationData", None)
+    return data.decode(errors="replace") if isinstance(data, bytes) else None
+
+
+def response_topic(message: aiomqtt.Message) -> str | None:
+    topic = getattr(message.properties, "ResponseTopic", None)
+    return topic if isinstance(topic, str) else None
+
+
+async def backoff(attempt: int) -> None:
+    """Capped, jittered exponential backoff between connection attempts."""
+    delay = min(MAX_BACKOFF_S, 0.2 * 2**attempt) * random.uniform(0.5, 1.0)
+    await asyncio.sleep(delay)  # nothing to wait for but time

@@ -1,0 +1,144 @@
+"""MqttPool against a real mosquitto and real `openlive worker` processes (each a real sandbox pool)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox import File, Job, Outcome
+from sandbox.mqtt import BrokerConfig, MqttPool
+from tests.mqtt_helpers import Broker, until
+
+SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
+
+
+async def wait_online(pool: MqttPool, names: set[str], timeout_s: float = 30.0) -> None:
+    """Until the pool has heard heartbeats from exactly these workers (polling its status)."""
+    await until(
+        lambda: {w.name for w in pool.status().workers if w.state == "online"} == names, timeout_s, f"{names}"
+    )
+
+
+@pytest.fixture(scope="module")
+async def pool(broker: Broker, mqtt_workers: dict[str, Any]) -> AsyncIterator[MqttPool]:
+    p = MqttPool(BrokerConfig.parse(broker.url, max_payload_bytes=64 * 1024))
+    await p.start()
+    await wait_online(p, set(mqtt_workers))
+    yield p
+    await p.close()
+
+
+def jobs_done_since(pool: MqttPool, moment: float) -> int | None:
+    """Jobs the workers report done, once every worker has sent a heartbeat after `moment`."""
+    now = time.monotonic()
+    workers = pool.status().workers
+    if any(now - w.seen_s_ago <= moment for w in workers):
+        return None
+    return sum(w.jobs_done for w in workers)
+
+
+async def test_two_workers_share_forty_jobs(pool: MqttPool) -> None:
+    moment = time.monotonic()
+    before = await until(lambda: jobs_done_since(pool, moment), 10, "a heartbeat")
+    results = await asyncio.gather(*(pool.run(Job(code=f"print({n} * {n})")) for n in range(40)))
+    assert [r.output for r in results] == [f"{n * n}\n" for n in range(40)]
+    assert all(r.outcome == Outcome.OK for r in results)
+    by_worker = Counter(r.worker for r in results)
+    assert set(by_worker) == {"w1", "w2"}, by_worker
+    finished = time.monotonic()
+    done = await until(lambda: jobs_done_since(pool, finished), 10, "a heartbeat after the jobs")
+    assert done - before == 40  # each job ran once, on one worker
+
+
+async def test_large_files_and_figures_travel_in_chunks(pool: MqttPool) -> None:
+    """Input and output far beyond the 64 KiB broker limit set here, byte for byte."""
+    data = bytes(range(256)) * 4096  # 1 MiB
+    code = (
+        "import hashlib, matplotlib.pyplot as plt\n"
+        "blob = open('blob.bin', 'rb').read()\n"
+        "print(len(blob), hashlib.sha256(blob).hexdigest())\n"
+        "open('copy.bin', 'wb').write(blob[::-1])\n"
+        "plt.plot(range(100))\n"
+    )
+    result = await pool.run(Job(code=code, files=[File(name="blob.bin", data=data)]))
+    import hashlib
+
+    assert result.outcome == Outcome.OK, result.output
+    assert result.output == f"{len(data)} {hashlib.sha256(data).hexdigest()}\n"
+    assert [f.name for f in result.files] == ["copy.bin"] and result.files[0].data == data[::-1]
+    assert len(result.images) == 1 and result.images[0].startswith(b"\x89PNG")
+
+
+async def test_host_calls_reach_the_caller_and_return(pool: MqttPool) -> None:
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def host_call(name: str, args: dict[str, Any]) -> Any:
+        calls.append((name, args))
+        if args.get("fail"):
+            raise ValueError("the client refused")
+        return {"doubled": args["x"] * 2}
+
+    code = (
+        "print(default_api.double(x=21))\n"
+        "try:\n    default_api.double(x=1, fail=True)\nexcept Exception as e:\n    print('error:', e)\n"
+    )
+    result = await pool.run(Job(code=code, host_functions=["double"]), host_call)
+    assert result.outcome == Outcome.OK, result.output
+    assert result.output == "{'doubled': 42}\nerror: default_api.double: the client refused\n"
+    assert calls == [("double", {"x": 21}), ("double", {"x": 1, "fail": True})]
+
+
+async def test_cancelling_run_kills_the_remote_job(pool: MqttPool) -> None:
+    task = asyncio.create_task(pool.run(Job(code=SLEEPER, deadline_s=60)))
+    await until(lambda: sum(w.running for w in pool.status().workers) == 1, 30, "the job to run")
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 0.5  # the cancel is published, not waited for
+    # The workers' heartbeats show the job gone, long before its 60 s.
+    await until(lambda: sum(w.running for w in pool.status().workers) == 0, 10, "the job to be killed")
+
+
+async def test_killed_worker_fails_its_job_and_the_next_go_to_the_other(
+    pool: MqttPool, mqtt_workers: dict[str, Any]
+) -> None:
+    task = asyncio.create_task(pool.run(Job(code=SLEEPER, deadline_s=60)))
+    busy = await until(lambda: [w.name for w in pool.status().workers if w.running], 30, "the job to run")
+    (victim,) = busy
+    survivor = ({"w1", "w2"} - {victim}).pop()
+    mqtt_workers[victim].kill()
+    try:
+        async with asyncio.timeout(10):
+            result = await task
+        assert result.outcome == Outcome.FAILED
+        assert f"worker {victim} went offline while running this job" in result.output
+        assert "not retried" in result.output
+        after = await asyncio.gather(*(pool.run(Job(code="print('ok')")) for _ in range(6)))
+        assert [(r.outcome, r.worker) for r in after] == [(Outcome.OK, survivor)] * 6
+    finally:
+        mqtt_workers[victim].start()
+        await wait_online(pool, {"w1", "w2"})
+
+
+async def test_no_worker_fails_fast_and_clearly(tmp_path: Path) -> None:
+    empty = Broker(tmp_path)
+    empty.start()
+    lonely = MqttPool(BrokerConfig.parse(empty.url))
+    try:
+        await lonely.start()
+        started = time.monotonic()
+        result = await lonely.run(Job(code="print(1)"))
+        assert time.monotonic() - started < 1.0
+        assert result.outcome == Outcome.FAILED
+        assert result.output == f"[sandbox] no sandbox worker is connected to {empty.url}; try again later"
+        assert lonely.status().state == "degraded"
+    finally:
+        await lonely.close()
+        empty.stop()

@@ -1,0 +1,110 @@
+"""`openlive serve --workers 2`: two processes on one port, each serving sessions, sharing resumption."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import httpx
+import pytest
+
+from tests.conftest import Server, start_server
+from tests.live_helpers import ask, text_config
+from tests.mqtt_helpers import Broker
+from tests.test_live_lifecycle import Log, config, write_script
+from tests.test_live_tokens import mint, refused
+
+MODEL = "gemini-live-2.5-flash-preview"
+
+
+@pytest.fixture(scope="module")
+def two_processes(certs: Path, broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    directory = tmp_path_factory.mktemp("processes")
+    srv = start_server(
+        certs,
+        directory / "server.log",
+        "--backend",
+        "scripted",
+        "--script",
+        str(write_script(directory)),
+        "--workers",
+        "2",
+        "--events",
+        broker.url,
+    )
+    yield srv
+    srv.stop()
+
+
+async def test_sessions_are_served_by_both_processes(two_processes: Server, broker: Broker) -> None:
+    """New connections spread over the processes (SO_REUSEPORT); each session says which one served it."""
+    processes: set[int] = set()
+    async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as events:
+        await events.subscribe("openlive/sessions/+/session_started", qos=1)
+        messages = aiter(events.messages)
+        for _ in range(40):  # one process taking 40 connections in a row: 2**-39
+            async with two_processes.client().aio.live.connect(model=MODEL, config=text_config()) as session:
+                assert (await ask(session, "say hello")).text() == "ok hello"
+            async with asyncio.timeout(10):
+                processes.add(json.loads(bytes((await anext(messages)).payload))["process"])
+            if len(processes) == 2:
+                break
+    assert len(processes) == 2
+    assert two_processes.proc.pid not in processes  # the parent only supervises
+
+
+def test_health_answers_from_either_process(two_processes: Server) -> None:
+    seen = set()
+    for _ in range(40):
+        with httpx.Client(verify=two_processes.ssl_context() or True) as client:  # a new connection each time
+            body = client.get(f"{two_processes.url}/healthz").json()
+        assert body["status"] in ("ok", "degraded")
+        seen.add(body["process"])
+        if len(seen) == 2:
+            break
+    assert len(seen) == 2
+
+
+async def test_a_session_resumes_on_either_process(two_processes: Server, broker: Broker) -> None:
+    """The processes share one SQLite store, so a handle from one resumes the session on the other."""
+    client = two_processes.client()
+    served_by: list[int] = []
+    async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as events:
+        await events.subscribe("openlive/sessions/+/session_started", qos=1)
+        messages = aiter(events.messages)
+
+        async def process() -> int:
+            async with asyncio.timeout(10):
+                return int(json.loads(bytes((await anext(messages)).payload))["process"])
+
+        log = Log()
+        async with client.aio.live.connect(model=MODEL, config=config()) as session:
+            await log.until(session, "update")
+            await log.ask(session, "remember 7")
+        first = await process()
+        for _ in range(40):  # each resumption is a new connection: the kernel picks the process
+            resumed = Log()
+            async with client.aio.live.connect(model=MODEL, config=config(log.handles[-1])) as session:
+                await resumed.until(session, "update")
+                await resumed.ask(session, "what did the code print?")
+            assert "The code printed 21." in resumed.turn.text()
+            log.handles += resumed.handles
+            served_by.append(await process())
+            if {first, *served_by} == set(served_by) and len(set(served_by)) == 2:
+                break
+    assert len(set(served_by)) == 2 and first in served_by  # resumed on the other process and on its own
+
+
+async def test_ephemeral_tokens_are_counted_across_processes(two_processes: Server) -> None:
+    """Minted by one process, used and used up on whichever the kernel picks: 10 tokens, 2**-10 that
+    every mint and use met the same process by chance."""
+    for _ in range(10):
+        token = await mint(two_processes, uses=1)
+        client = two_processes.client(api_key=token, api_version="v1alpha")
+        async with client.aio.live.connect(model=MODEL, config=config()) as session:
+            assert (await ask(session, "say hi")).text() == "ok hi"
+        error = await refused(two_processes, token, config())
+        assert error.code == 1011 and error.details == "Token has been used too many times"

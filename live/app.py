@@ -68,6 +68,11 @@ def sample_services(services: Services) -> None:
     m.sample("sandbox_jobs", "Sandbox jobs finished.", "counter", lambda: status().jobs_done)
     m.sample("sandbox_worker_restarts", "Sandbox worker restarts.", "counter",
              lambda: status().worker_restarts)  # fmt: skip
+    m.sample("sandbox_remote_workers", "Remote sandbox workers online (--executor mqtt://).", "gauge",
+             lambda: sum(w.state == "online" for w in status().workers))  # fmt: skip
+    if (events := services.events) is not None:
+        m.sample("session_events_dropped", "Session events dropped: the broker was slow or away.", "counter",
+                 lambda: events.dropped)  # fmt: skip
 
 
 def create_app(

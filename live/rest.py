@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from fastapi import APIRouter, Depends, Request
@@ -28,7 +28,7 @@ from live.generation import Unsupported, check
 from live.rest_common import VERSION, Caller, json_response, read_body
 from live.services import Services
 from live.session import SessionLimits
-from live.turns import Conversation, FunctionCallsPending, TurnEngine, TurnResult
+from live.turns import Conversation, FunctionCallsPending, TurnEngine, TurnUsage
 from protocol import (
     Candidate,
     Content,
@@ -44,7 +44,6 @@ from protocol import (
     ModelList,
     Part,
     ServerMessage,
-    UsageMetadata,
 )
 from protocol.fields import unknown_field
 
@@ -81,20 +80,18 @@ class _Turn:
     engine: TurnEngine
     conv: Conversation
     model: str
-    result: TurnResult | None = None
+    tokens: TurnUsage = field(default_factory=TurnUsage)
+    finish: str = "STOP"  # also when the turn ends at function calls
 
     async def run(self) -> None:
         try:
             with contextlib.suppress(FunctionCallsPending):
-                self.result = await self.engine.run(self.conv)
+                self.finish = await self.engine.run(self.conv, self.tokens)
         finally:  # also when it fails: the reader then finds the error by awaiting this
             self.collector.parts.put_nowait(None)
 
-    def finish_reason(self) -> str:
-        return self.result.finish_reason if self.result else "STOP"  # STOP: it ended at function calls
-
     def usage(self) -> GenerateContentUsage:
-        u = self.result.usage if self.result else UsageMetadata()
+        u = self.tokens.metadata()
         return GenerateContentUsage(
             prompt_token_count=u.prompt_token_count,
             candidates_token_count=u.response_token_count,
@@ -195,7 +192,7 @@ def rest_router(caller: Caller, limits: SessionLimits, services: Callable[[], Se
             parts.append(part)
         content = Content(role="model", parts=_merge_text(parts))
         return json_response(GenerateContentResponse(
-            candidates=[Candidate(content=content, finish_reason=turn.finish_reason())],
+            candidates=[Candidate(content=content, finish_reason=turn.finish)],
             usage_metadata=turn.usage(), model_version=model,
         ))  # fmt: skip
 
@@ -217,7 +214,7 @@ def rest_router(caller: Caller, limits: SessionLimits, services: Callable[[], Se
                         GenerateContentResponse(candidates=[Candidate(content=content)], model_version=model)
                     )
                 await task
-                last = Candidate(content=Content(role="model", parts=[]), finish_reason=turn.finish_reason())
+                last = Candidate(content=Content(role="model", parts=[]), finish_reason=turn.finish)
                 yield _sse(
                     GenerateContentResponse(
                         candidates=[last], usage_metadata=turn.usage(), model_version=model

@@ -71,6 +71,10 @@ MAX_INLINE_BYTES = 700 * 1024
 # escapes of up to 6 bytes (\uXXXX) keep each message under 1 MiB.
 MAX_TEXT_CHARS = 128 * 1024
 _MEDIA_PREFIXES = ("audio/", "video/")
+# turnCompleteReason values openlive produces (Google's enum): the model called a function nobody declared;
+# a turn ran out of code attempts or model calls and answered without more.
+MALFORMED_FUNCTION_CALL = "MALFORMED_FUNCTION_CALL"
+MAX_REGENERATION_REACHED = "MAX_REGENERATION_REACHED"
 
 
 @dataclass
@@ -97,6 +101,10 @@ class Conversation:
                 item.display_name = f"input_file_{count}{extension}"
             count += 1
 
+    def non_blocking(self) -> set[str]:
+        """Functions declared `behavior: NON_BLOCKING`: the turn goes on without their results."""
+        return {f.name for f in self.functions if f.behavior == "NON_BLOCKING"}
+
     def set_tools(self, tools: list[Tool]) -> None:
         """Client functions and the code-execution tool; other Gemini tools are not offered."""
         self.functions = [f for t in tools for f in (t.function_declarations or [])]
@@ -109,6 +117,7 @@ class TurnLimits:
     max_code_attempts: int = 5  # failed runs per turn; then the model must answer without code
     max_code_runs: int = 10  # all runs per turn, so a model that keeps writing code still finishes
     max_output_chars: int = 256 * 1024
+    max_model_calls: int = 32  # model calls per turn, so a model that keeps calling functions finishes
 
 
 def new_call_id() -> str:
@@ -121,40 +130,49 @@ def model_message(part: Part) -> ServerMessage:
 
 
 @dataclass
-class _Tokens:
-    """A turn's usage the way Gemini reports it: the prompt as the first step read it, model output over
-    every step, and the code results fed back to the model as the tool-use prompt."""
+class TurnUsage:
+    """Token counts of one turn, for `usageMetadata` on its `turnComplete` (interrupted turns too) and REST.
 
-    prompt: int | None = None
-    response: int = 0
-    tool_use: int = 0
+    `promptTokenCount` is what the turn's first model call read; `toolUsePromptTokenCount` is how much
+    more its later calls read: code, code results and function responses fed back (and the model's own
+    words between them). A backend's `Usage` is cumulative within one call, so the latest report of a
+    call cut off by an interruption counts as well.
+    """
 
-    def add(self, usage: Usage) -> None:
-        if self.prompt is None:
-            self.prompt = usage.prompt_tokens  # later steps re-read it with the tool results appended
-        self.response += usage.response_tokens
+    calls: list[Usage] = field(default_factory=list)
+    current: Usage | None = None  # the latest report of the call in progress
+
+    def report(self, usage: Usage) -> None:
+        self.current = usage
+
+    def end_call(self) -> None:
+        if self.current is not None:
+            self.calls.append(self.current)
+        self.current = None
+
+    @property
+    def response(self) -> int:
+        return sum(u.response_tokens for u in self._all())
+
+    def _all(self) -> list[Usage]:
+        return [*self.calls, *([self.current] if self.current else [])]
 
     def metadata(self) -> UsageMetadata:
-        prompt = self.prompt or 0
+        calls = self._all()
+        prompt = calls[0].prompt_tokens if calls else 0
+        tool_use = max((u.prompt_tokens for u in calls), default=0) - prompt
+        response = self.response
         return UsageMetadata(
             prompt_token_count=prompt,
-            response_token_count=self.response,
-            tool_use_prompt_token_count=self.tool_use or None,
-            total_token_count=prompt + self.response + self.tool_use,
+            response_token_count=response,
+            tool_use_prompt_token_count=tool_use or None,
+            total_token_count=prompt + tool_use + response,
             prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=prompt)],
-            response_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=self.response)],
-            tool_use_prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=self.tool_use)]
-            if self.tool_use
-            else None,
+            response_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=response)],
+            tool_use_prompt_tokens_details=(
+                [ModalityTokenCount(modality="TEXT", token_count=tool_use)] if tool_use else None
+            ),
         )
-
-
-@dataclass(frozen=True)
-class TurnResult:
-    """How a turn ended: Gemini's finishReason (STOP, MAX_TOKENS, MALFORMED_FUNCTION_CALL, ...) and usage."""
-
-    finish_reason: str
-    usage: UsageMetadata
 
 
 class _StopSequences:
@@ -205,81 +223,95 @@ class TurnEngine:
             self._metrics.first_content.observe(time.perf_counter() - self._started)
             self._started = None
 
-    async def run(self, conv: Conversation) -> TurnResult:
-        """Runs one turn to `turnComplete`. Cancelling it leaves what was already sent in the history.
+    async def run(self, conv: Conversation, usage: TurnUsage | None = None) -> str:
+        """Runs one turn to `turnComplete`; returns Gemini's finishReason for it (STOP, MAX_TOKENS,
+        MALFORMED_FUNCTION_CALL, ...). Cancelling it leaves what was already sent in the history;
+        `usage` (the caller's, so an interrupted turn can report it) collects the turn's token counts.
 
-        `maxOutputTokens` is the whole turn's budget (each model step gets what is left) and
-        `stopSequences` end the turn where the text reaches one, as Gemini applies them to a response.
+        `maxOutputTokens` is the whole turn's budget (each model call gets what is left) and
+        `stopSequences` end the turn where its text reaches one, as Gemini applies them to a response.
         """
         started = self._started = time.perf_counter()
-        tokens = _Tokens()
-        runs = failed_runs = 0
+        usage = usage if usage is not None else TurnUsage()
+        runs = failed_runs = model_calls = 0
+        reason: str | None = None
         generation = conv.generation
         budget = generation.max_output_tokens if generation else None
         stops = _StopSequences((generation.stop_sequences or []) if generation else [])
         finish = "STOP"
         while True:
-            if budget is not None and tokens.response >= budget:
+            if budget is not None and usage.response >= budget:
                 finish = "MAX_TOKENS"
                 break
+            code_allowed = failed_runs < self._limits.max_code_attempts and runs < self._limits.max_code_runs
             step_generation = generation
             if generation is not None and budget is not None:
-                step_generation = generation.model_copy(
-                    update={"max_output_tokens": budget - tokens.response}
-                )
+                step_generation = generation.model_copy(update={"max_output_tokens": budget - usage.response})
             request = ModelRequest(
                 model=conv.model,
                 history=list(conv.history),
                 system_instruction=conv.system_instruction,
                 functions=list(conv.functions),
-                code_execution=conv.code_execution
-                and failed_runs < self._limits.max_code_attempts
-                and runs < self._limits.max_code_runs,
+                code_execution=conv.code_execution and code_allowed,
                 generation=step_generation,
             )
+            if conv.code_execution and not code_allowed:
+                reason = MAX_REGENERATION_REACHED
             # aclosing: the model's stream (an upstream HTTP response) is closed before code runs.
             async with contextlib.aclosing(self._backend.stream(request)) as events:
-                action = await self._read_step(conv, events, tokens, stops)
+                action = await self._read_step(conv, events, usage, stops)
             await self._text(conv, stops.flush())
-            if isinstance(action, CodeCall) and request.code_execution and not stops.stopped:
-                result, fed_back = await self._run_code(conv, action.code)
-                tokens.tool_use += await self._backend.count_tokens(
-                    ModelRequest(
-                        model=conv.model, history=[Content(role="user", parts=[Part(text=fed_back)])]
-                    )
-                )
+            usage.end_call()
+            model_calls += 1
+            if stops.stopped:
+                break
+            if isinstance(action, CodeCall) and request.code_execution:
+                result = await self._run_code(conv, action.code)
                 self._metrics.code_runs.labels(outcome=result.outcome.value).inc()
                 runs += 1
                 failed_runs += result.outcome != Outcome.OK
-            elif isinstance(action, FunctionCalls) and not stops.stopped:
+            elif isinstance(action, FunctionCalls):
+                declared = {f.name for f in conv.functions}
+                if any(c.name not in declared for c in action.calls):
+                    log.info("model called undeclared functions %s", [c.name for c in action.calls])
+                    reason = finish = MALFORMED_FUNCTION_CALL
+                    break
                 calls = [FunctionCall(id=new_call_id(), name=c.name, args=c.args) for c in action.calls]
                 _model_content(conv).parts.extend(Part(function_call=c) for c in calls)
-                responses = await self._call_functions(calls)
-                answers = [Part(function_response=r) for r in responses]
-                conv.history.append(Content(role="user", parts=answers))
+                responses = await self._call_functions(calls)  # NON_BLOCKING calls get none here
+                if responses:
+                    conv.history.append(
+                        Content(role="user", parts=[Part(function_response=r) for r in responses])
+                    )
             else:
-                finish = action.reason if isinstance(action, Finish) and not stops.stopped else "STOP"
+                finish = action.reason if isinstance(action, Finish) else "STOP"
                 break
-        self._metrics.response_tokens.inc(tokens.response)
-        usage = tokens.metadata()
+            if model_calls >= self._limits.max_model_calls:
+                reason = MAX_REGENERATION_REACHED
+                break
+        self._metrics.response_tokens.inc(usage.response)
         await self._emit(ServerMessage(server_content=ServerContent(generation_complete=True)))
         await self._emit(
-            ServerMessage(server_content=ServerContent(turn_complete=True), usage_metadata=usage)
+            ServerMessage(
+                server_content=ServerContent(turn_complete=True, turn_complete_reason=reason),
+                usage_metadata=usage.metadata(),
+            )
         )
         self._metrics.turn_duration.observe(time.perf_counter() - started)
-        return TurnResult(finish, usage)
+        return finish
 
     async def _read_step(
-        self, conv: Conversation, events: AsyncIterator[ModelEvent], tokens: _Tokens, stops: _StopSequences
+        self, conv: Conversation, events: AsyncIterator[ModelEvent], usage: TurnUsage, stops: _StopSequences
     ) -> CodeCall | FunctionCalls | Finish | None:
-        """Streams one model call's text; returns the code, calls or finish it ends with (None: no Finish)."""
+        """Streams one model call's text; returns the code, calls or finish it ends with (None: no Finish,
+        or the text reached a stop sequence, where closing the stream stops generation)."""
         async for event in events:
             if isinstance(event, TextDelta) and event.text:
                 await self._text(conv, stops.feed(event.text))
                 if stops.stopped:
-                    return None  # closing the stream stops generation
+                    return None
             elif isinstance(event, Usage):
-                tokens.add(event)
+                usage.report(event)
             elif isinstance(event, CodeCall | FunctionCalls | Finish):
                 return event
         return None
@@ -292,8 +324,7 @@ class TurnEngine:
         for start in range(0, len(text), MAX_TEXT_CHARS):
             await self._emit(model_message(Part(text=text[start : start + MAX_TEXT_CHARS])))
 
-    async def _run_code(self, conv: Conversation, code: str) -> tuple[Result, str]:
-        """Runs the code; returns the result and the result text the model is shown."""
+    async def _run_code(self, conv: Conversation, code: str) -> Result:
         call = ExecutableCode(language="PYTHON", code=code)
         _model_content(conv).parts.append(Part(executable_code=call))
         self._content_sent()
@@ -316,12 +347,13 @@ class TurnEngine:
         for part in parts:
             await self._emit(model_message(part))
         log.info("code outcome=%s duration_ms=%.1f", result.outcome.value, result.duration_s * 1000)
-        return result, output
+        return result
 
     async def _host_call(self, name: str, args: dict[str, Any]) -> Any:
-        """`default_api.<name>(...)` from running code becomes a toolCall to the client."""
-        (response,) = await self._call_functions([FunctionCall(id=new_call_id(), name=name, args=args)])
-        return response.response or {}
+        """`default_api.<name>(...)` from running code becomes a toolCall to the client; the code gets
+        the response, or None at once from a NON_BLOCKING function (its results come later)."""
+        responses = await self._call_functions([FunctionCall(id=new_call_id(), name=name, args=args)])
+        return (responses[0].response or {}) if responses else None
 
 
 def _model_content(conv: Conversation) -> Content:

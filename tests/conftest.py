@@ -148,6 +148,21 @@ def test_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="session")
+def semantics_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The script for turn and call semantics (slow text, a 20 s job, NON_BLOCKING calls)."""
+    srv = start_server(
+        certs,
+        tmp_path_factory.mktemp("logs") / "semantics-server.log",
+        "--backend",
+        "scripted",
+        "--script",
+        str(DATA / "semantics_script.yaml"),
+    )
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
 def tools_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     """One real OpenAI-compatible upstream (llama_cpp.server, SmolLM2, tool calling) for every test that
     needs one: it takes seconds to start and holds the model in memory."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
 import struct
@@ -11,8 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import websockets
 
+from clients.connection import dump_client_message, setup_message
 from clients.load_stats import BenchResult, Percentiles
+from clients.loadgen import voice_frames
 from tests.conftest import API_KEY, OPENLIVE, Server, start_server
 
 
@@ -57,33 +62,40 @@ def test_code_load_reports_code_latency(bench_server: Server, tmp_path: Path) ->
     assert code.p99 is not None and code.p99 <= result["turn_complete_ms"]["p99"]
 
 
-def test_voice_turn_sends_pcm_and_counts_the_missing_reply(bench_server: Server, tmp_path: Path) -> None:
-    # openlive does not answer speech yet and says nothing about it: each voice turn is sent, gets no
-    # reply, and must end as one counted timeout (not a hang, not a crash of the bench or the server).
+async def refusal(server: Server, frames: list[str]) -> tuple[int | None, str | None]:
+    """Sends frames over a raw WebSocket; the close code and reason the server answers with."""
+    async with websockets.connect(
+        server.live_url(), ssl=server.ssl_context(), additional_headers={"x-goog-api-key": API_KEY}
+    ) as ws:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            for frame in frames:
+                await ws.send(frame)
+            async with asyncio.timeout(30):
+                async for _ in ws:
+                    pass
+    return ws.close_code, ws.close_reason
+
+
+async def test_voice_is_refused_clearly_until_voice_lands(bench_server: Server, tmp_path: Path) -> None:
+    """openlive refuses audio (1008 naming the field) until voice lands: each voice session of the bench
+    ends as one counted refusal, not a hang or a timeout."""
     wav = tmp_path / "hello.wav"
     with wave.open(str(wav), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(16000)
         w.writeframes(b"".join(struct.pack("<h", int(3000 * math.sin(i / 8))) for i in range(8000)))
-    proc, out = run_bench(
-        bench_server,
-        tmp_path,
-        "-n",
-        "2",
-        "-d",
-        "0.5",
-        "--ramp",
-        "0",
-        "--scenario",
-        "voice",
-        "--wav",
-        str(wav),
-        "--turn-timeout",
-        "1",
-        "--no-progress",
-    )
+    args = ["-n", "2", "-d", "0.5", "--ramp", "0", "--scenario", "voice", "--wav", str(wav)]
+    proc, out = await asyncio.to_thread(run_bench, bench_server, tmp_path, *args, "--no-progress")
     result = BenchResult.model_validate_json(out.read_text())
-    assert (result.sessions_connected, result.turns_completed, result.errors) == (2, 0, {"timeout": 2})
+    assert (result.sessions_connected, result.turns_completed, result.errors) == (0, 0, {"closed 1008": 2})
     assert proc.returncode == 1, proc.stdout + proc.stderr  # errors fail the run
+    # What the bench met, as a raw client sees it: its AUDIO setup, and its PCM after a text setup.
+    audio_setup = setup_message("m", code_execution=False, functions=[], modality="AUDIO")
+    code, reason = await refusal(bench_server, [dump_client_message(audio_setup)])
+    assert code == 1008 and reason and "responseModalities" in reason
+    text_setup = setup_message("m", code_execution=False, functions=[])
+    pcm, _ = voice_frames(wav)
+    code, reason = await refusal(bench_server, [dump_client_message(text_setup), pcm[0]])
+    assert code == 1008 and reason and reason.startswith("realtimeInput.audio is not supported")
     assert bench_server.proc.poll() is None

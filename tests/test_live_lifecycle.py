@@ -159,6 +159,37 @@ async def test_resume_after_the_socket_is_cut_mid_turn(lifecycle_server: Server)
     assert "The code printed 15." in resumed.turn.text()
 
 
+async def test_resumption_restores_tools_and_configuration(lifecycle_server: Server) -> None:
+    client = lifecycle_server.client()
+    log = Log()
+    async with client.aio.live.connect(model=MODEL, config=config()) as session:
+        await log.until(session, "update")
+        await log.ask(session, "say first")
+    bare = types.LiveConnectConfig(session_resumption=types.SessionResumptionConfig(handle=log.handles[-1]))
+    resumed = Log()  # no tools and no modality sent again: the stored ones apply
+    async with client.aio.live.connect(model=MODEL, config=bare) as session:
+        await resumed.until(session, "update")
+        await resumed.ask(session, "remember 5")
+    assert resumed.turn.of("result")[0][1].strip() == "15"  # the code-execution tool came back
+
+
+async def test_resuming_takes_over_from_a_connection_still_open(lifecycle_server: Server) -> None:
+    client = lifecycle_server.client()
+    log, taken = Log(), Log()
+    async with client.aio.live.connect(model=MODEL, config=config()) as old:
+        await log.until(old, "update")
+        await log.ask(old, "remember 2")
+        async with client.aio.live.connect(model=MODEL, config=config(log.handles[-1])) as new:
+            await taken.until(new, "update")
+            # The old connection still answers, but cannot save its turn: the session is no longer its own.
+            await old.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="say hi")]))
+            error = await closed(old, log)
+            await taken.ask(new, "what did the code print?")
+    assert log.turn.kinds()[-3:] == ["text", "generation_complete", "turn_complete"]
+    assert error.code == 1008 and error.details == "Session resumed on another connection."
+    assert "The code printed 6." in taken.turn.text()
+
+
 @pytest.mark.parametrize("who", ["another key", "unknown handle"])
 async def test_a_foreign_or_unknown_handle_is_refused(lifecycle_server: Server, who: str) -> None:
     log = Log()

@@ -70,7 +70,8 @@ def test_max_output_tokens_cuts_the_turn_with_max_tokens(rest_server: Server) ->
 def test_code_results_count_as_tool_use_prompt(rest_server: Server) -> None:
     response = generate(rest_server, CODE, "list the working directory")
     usage = response.usage_metadata
-    assert usage and usage.tool_use_prompt_token_count == 1  # "[]": one scripted token
+    # The second model call re-read the code (3 scripted tokens: words) and its result "[]" (1).
+    assert usage and usage.tool_use_prompt_token_count == 4
     assert usage.total_token_count == (
         (usage.prompt_token_count or 0)
         + (usage.candidates_token_count or 0)

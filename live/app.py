@@ -64,6 +64,11 @@ def sample_services(services: Services) -> None:
     m.sample("sandbox_jobs", "Sandbox jobs finished.", "counter", lambda: status().jobs_done)
     m.sample("sandbox_worker_restarts", "Sandbox worker restarts.", "counter",
              lambda: status().worker_restarts)  # fmt: skip
+    m.sample("sandbox_remote_workers", "Remote sandbox workers online (--executor mqtt://).", "gauge",
+             lambda: sum(w.state == "online" for w in status().workers))  # fmt: skip
+    if (events := services.events) is not None:
+        m.sample("session_events_dropped", "Session events dropped: the broker was slow or away.", "counter",
+                 lambda: events.dropped)  # fmt: skip
 
 
 def create_app(
@@ -91,6 +96,7 @@ def create_app(
                 await services.events.close()
             await services.executor.close()
             await services.backends.close()
+            await services.voice.close()
             await services.lifecycle.store.close()
 
     app = FastAPI(title="openlive", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -183,6 +189,7 @@ def create_app(
                     api_version=match["version"],
                     metrics=s.metrics,
                     life=s.lifecycle.open(caller),
+                    voice=s.voice,
                     events=s.events.session(session_id) if s.events else NO_EVENTS,
                 )
                 await session.serve()

@@ -84,6 +84,10 @@ class Metrics:
         self.sessions = self.counter("sessions", "Live sessions set up.")
         self.turns = self.counter("turns", "Model turns started.")
         self.interruptions = self.counter("interruptions", "Turns interrupted.")
+        self.interruption = self.histogram(
+            "interruption_seconds",
+            "From an interruption to its turn stopped: model stream closed, code job's processes gone.",
+        )
         self.code_runs = self.counter("code_runs", "Code blocks run, by outcome.", ["outcome"])
         self.closes = self.counter(
             "session_closes", "Sessions closed by the server, by close code.", ["code"]

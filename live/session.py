@@ -1,25 +1,28 @@
-"""One Live session: the setup handshake, the read loop, the single writer, turns and interruption."""
+"""One Live session: the setup handshake, the read loop, the turn loop, the single writer, interruption."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from live import parity
+from live.activity import Activity
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
+from live.calls import CallScheduler, Scheduling
 from live.events import NO_EVENTS, SessionEvents
 from live.lifecycle import SessionLife
 from live.metrics import Metrics
 from live.transport import Transport, TransportClosed
-from live.turns import Conversation, TurnEngine, TurnLimits
+from live.turns import Conversation, TurnEngine, TurnLimits, TurnUsage
+from live.voice import SpeechTurn, VoiceEngines, truncate_unheard
+from live.voice.link import SessionVoice, VoiceSetup, is_turn_output
 from protocol import (
-    ClientContent,
     ClientMessage,
     Content,
     ContextUpdate,
-    FunctionCall,
     FunctionResponse,
     MessageTooLarge,
     Part,
@@ -29,9 +32,7 @@ from protocol import (
     ServerMessage,
     Setup,
     SetupComplete,
-    ToolCall,
-    ToolCallCancellation,
-    ToolResponse,
+    Transcription,
     dump_server_message,
     parse_client_message,
 )
@@ -55,7 +56,30 @@ class _Close:
     reason: str
 
 
+@dataclass(frozen=True)
+class _Input:
+    """User content waiting for the turn loop; `respond` starts a turn once it is in the history."""
+
+    contents: list[Content]
+    respond: bool
+
+
+@dataclass
+class _Live:
+    """What a session has once set up (made in `_handshake`)."""
+
+    conv: Conversation
+    engine: TurnEngine
+    calls: CallScheduler
+    activity: Activity
+    voice: SessionVoice
+    seeding: bool  # historyConfig.initialHistoryInClientContent: clientContent seeds until turnComplete
+
+
 class Session:
+    """One connection: reads client frames, runs turns one at a time in arrival order, writes through one
+    queue. `interrupt` and `user_input` are the two ways in for whatever ends or starts a user turn."""
+
     def __init__(
         self,
         transport: Transport,
@@ -65,6 +89,7 @@ class Session:
         session_id: str,
         metrics: Metrics,
         life: SessionLife,
+        voice: VoiceEngines,
         api_version: str = "v1beta",
         events: SessionEvents = NO_EVENTS,
     ) -> None:
@@ -78,15 +103,72 @@ class Session:
         self._limits = limits
         self._api_version = api_version
         self._out: asyncio.Queue[ServerMessage | _Close] = asyncio.Queue()
-        self._pending: dict[str, asyncio.Future[FunctionResponse]] = {}
+        self._inbox: asyncio.Queue[_Input] = asyncio.Queue()
+        self._floor = asyncio.Event()  # clear while the user holds the floor (an open activity)
+        self._floor.set()
+        self._live: _Live | None = None
         self._turn: asyncio.Task[None] | None = None
+        self._interrupting = False
         self._closing = False
+        self._engines = voice
+        self._speech: SpeechTurn | None = None  # the spoken turn in progress, which orders its output
         self._log = logging.LoggerAdapter(log, {"session": session_id})
+
+    # --- the interruption point and user input (voice calls these too) ---------------------------
+
+    async def interrupt(self, reason: str) -> bool:
+        """Stops the running turn; returns False if none was running.
+
+        The model stream is closed, a running sandbox job's process tree is killed (gone before this
+        returns), unanswered BLOCKING calls are listed in `toolCallCancellation`, then the client gets
+        `interrupted` and `turnComplete` (with the turn's usage, no `generationComplete`). The history keeps
+        what was already sent. NON_BLOCKING calls stay open. `reason` names the cause in logs ("input",
+        "activity", "function_result", "voice", ...). Call it from any task on the session's loop:
+        `await session.interrupt("voice")`; concurrent callers all wait for the one interruption.
+        """
+        turn = self._turn
+        if turn is None or turn.done():
+            return False
+        if self._interrupting:  # another caller is stopping this turn: wait for it
+            await asyncio.wait([turn])
+            return False
+        self._interrupting = True
+        started = time.perf_counter()
+        turn.cancel()
+        await asyncio.wait([turn])
+        took = time.perf_counter() - started
+        self._metrics.interruption.observe(took)
+        self._log.info("interrupted turn (%s) in %.1f ms", reason, took * 1000)
+        return True
+
+    async def user_input(
+        self, contents: list[Content], respond: bool = True, interrupts: bool = True
+    ) -> None:
+        """New user content, answered in arrival order (FIFO). `respond` starts a turn on it.
+
+        With `interrupts` it first interrupts the running turn, unless that turn waits for BLOCKING call
+        results: input then queues behind the turn and is answered after it, as on Google. A voice turn
+        whose start already interrupted: `await session.user_input([Content(role="user", parts=[...])],
+        interrupts=False)`.
+        """
+        live = self._live
+        if interrupts and not (live is not None and live.calls.waiting):
+            await self.interrupt("input")
+        self._inbox.put_nowait(_Input(contents, respond))
+
+    def hold(self, held: bool) -> None:
+        """While the user has the floor (an open activity) no new turn starts."""
+        if held:
+            self._floor.clear()
+        else:
+            self._floor.set()
+
+    # --- lifecycle --------------------------------------------------------------------------------
 
     async def serve(self) -> None:
         """Runs the session until the client leaves or an error closes it."""
         try:
-            conv, engine = await self._handshake()
+            live = await self._handshake()
         except (ProtocolError, BackendError) as exc:
             self._log.info("setup rejected code=%d reason=%r", exc.code, exc.reason)
             self._metrics.closes.labels(code=exc.code).inc()
@@ -99,26 +181,33 @@ class Session:
         self._metrics.sessions.inc()
         self._metrics.sessions_active.inc()
         try:
-            await self._run(conv, engine)
+            await self._run(live)
         finally:
             self._metrics.sessions_active.dec()
             await self._life.end()
             self._events.closed()
         self._log.info("session ended")
 
-    async def _run(self, conv: Conversation, engine: TurnEngine) -> None:
+    async def _run(self, live: _Live) -> None:
+        self._live = live
         async with asyncio.TaskGroup() as tg:
             writer = tg.create_task(self._write())
             life = tg.create_task(self._life.run())
+            turns = tg.create_task(self._serve_turns(live))
+            listener = tg.create_task(live.voice.input.run())
             try:
-                await self._read(conv, engine, tg)
+                await self._read(live)
             finally:
                 life.cancel()
-                await self._cancel_turn()
+                turns.cancel()
+                listener.cancel()
+                if self._turn is not None:
+                    self._turn.cancel()
+                    await asyncio.wait([self._turn])
                 if not self._closing:
                     writer.cancel()
 
-    async def _handshake(self) -> tuple[Conversation, TurnEngine]:
+    async def _handshake(self) -> _Live:
         raw = await asyncio.wait_for(self._transport.recv(), self._limits.setup_timeout_s)
         self._check_size(raw)
         message = parse_client_message(raw)
@@ -130,8 +219,23 @@ class Session:
         backend = self._backends.resolve(setup.model, self._api_version)
         conv = _conversation(setup)
         conv.session = self.id
-        engine = TurnEngine(
-            backend, self._executor, self._limits.turn, self._emit, self._call_functions, self._metrics
+        calls = CallScheduler(self._send, conv.non_blocking)
+        engine = TurnEngine(backend, self._executor, self._limits.turn, self._emit, calls.call, self._metrics)
+        history = setup.history_config
+        activity = Activity(setup.realtime_input_config, self)
+        voice = SessionVoice(
+            self._engines,
+            VoiceSetup.from_setup(setup, self._engines),
+            _VoiceHooks(self, activity),
+            lambda: (conv.system_instruction, conv.history),
+        )
+        live = _Live(
+            conv,
+            engine,
+            calls,
+            activity,
+            voice,
+            seeding=bool(history and history.initial_history_in_client_content),
         )
         self._life.attach(conv, backend, self._emit, self._close, self._busy)
         await self._transport.send(
@@ -144,7 +248,7 @@ class Session:
             conv.code_execution,
             len(conv.functions),
         )
-        return conv, engine
+        return live
 
     def _check_size(self, raw: str | bytes) -> None:
         size = (
@@ -157,7 +261,9 @@ class Session:
                 1007, f"Request payload exceeds the limit of {self._limits.max_message_bytes} bytes."
             )
 
-    async def _read(self, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup) -> None:
+    # --- reading ----------------------------------------------------------------------------------
+
+    async def _read(self, live: _Live) -> None:
         while not self._closing:
             try:
                 raw = await self._transport.recv()
@@ -167,60 +273,94 @@ class Session:
                 self._check_size(raw)
                 message = parse_client_message(raw)
                 parity.check(message)
-                await self._dispatch(message, conv, engine, tg)
+                await self._dispatch(message, live)
             except ProtocolError as exc:
                 self._log.info("closing code=%d reason=%r", exc.code, exc.reason)
                 self._close(exc.code, exc.reason)
 
-    async def _dispatch(
-        self, msg: ClientMessage, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup
-    ) -> None:
+    async def _dispatch(self, msg: ClientMessage, live: _Live) -> None:
         if msg.setup is not None:
             raise ProtocolError(1007, "Invalid request: setup may only be sent once, as the first message.")
         if msg.client_content is not None:
-            await self._on_client_content(msg.client_content, conv, engine, tg)
-        elif msg.realtime_input is not None:
-            await self._on_realtime_input(msg.realtime_input, conv, engine, tg)
+            content = msg.client_content
+            if live.seeding:  # initial history: no generation, nothing to interrupt
+                live.seeding = not content.turn_complete
+                await self.user_input(content.turns, respond=False, interrupts=False)
+            else:
+                await self.user_input(content.turns, respond=content.turn_complete)
+            return
+        live.seeding = False
+        if msg.realtime_input is not None:
+            await self._on_realtime_input(msg.realtime_input, live)
         elif msg.tool_response is not None:
-            self._on_tool_response(msg.tool_response)
+            for response in msg.tool_response.function_responses:
+                await self._on_result(response, live)
         elif msg.context_update is not None:
-            _on_context_update(msg.context_update, conv)
+            _on_context_update(msg.context_update, live.conv)
 
-    async def _on_client_content(
-        self, content: ClientContent, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup
-    ) -> None:
-        await self._interrupt()
-        conv.add(content.turns)
-        if content.turn_complete:
-            self._start_turn(conv, engine, tg)
+    async def _on_result(self, response: FunctionResponse, live: _Live) -> None:
+        late = live.calls.answer(response)
+        if late is None:
+            return
+        content = [Content(role="user", parts=[Part(function_response=late.response)])]
+        if late.scheduling == Scheduling.INTERRUPT:
+            await self.interrupt("function_result")
+        await self.user_input(content, respond=late.scheduling != Scheduling.SILENT, interrupts=False)
 
-    async def _on_realtime_input(
-        self, rt: RealtimeInput, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup
-    ) -> None:
+    async def _on_realtime_input(self, rt: RealtimeInput, live: _Live) -> None:
+        """Text and activity marks go to `Activity`; audio to the voice input, whose transcript ends a
+        manual activity (so `activityEnd` waits for it) or is the turn of a detected one."""
+        voice = live.voice
+        if rt.video is not None or any(
+            (b.mime_type or "").startswith("image/") for b in rt.media_chunks or []
+        ):
+            raise ProtocolError(1008, "realtimeInput.video is not supported: no model here takes images.")
+        if rt.activity_start is not None:
+            await live.activity.receive(RealtimeInput(activity_start=rt.activity_start))
+            voice.input.start()
         if rt.text:
-            await self._interrupt()
-            conv.add([Content(role="user", parts=[Part(text=rt.text)])])
-            self._start_turn(conv, engine, tg)
+            await live.activity.receive(RealtimeInput(text=rt.text))
+        for blob in [*([rt.audio] if rt.audio else []), *(rt.media_chunks or [])]:
+            await voice.input.audio(blob.mime_type, blob.data)
+        if rt.audio_stream_end:
+            voice.input.stream_end()
+        if rt.activity_end is not None:
+            if live.activity.automatic:  # refused there, with its reason
+                await live.activity.receive(RealtimeInput(activity_end=rt.activity_end))
+            voice.input.end()
 
-    def _on_tool_response(self, response: ToolResponse) -> None:
-        for fr in response.function_responses:
-            future = self._pending.pop(fr.id or "", None)
-            if future is None:
-                self._log.info("tool response for unknown or cancelled call id=%r", fr.id)
-            elif not future.done():
-                future.set_result(fr)
+    # --- turns ------------------------------------------------------------------------------------
 
-    def _start_turn(self, conv: Conversation, engine: TurnEngine, tg: asyncio.TaskGroup) -> None:
-        self._metrics.turns.inc()
-        self._events.turn_started()
-        self._turn = tg.create_task(self._run_turn(conv, engine))
+    async def _serve_turns(self, live: _Live) -> None:
+        """The one task that adds user input to the history and runs its turns, in arrival order."""
+        while True:
+            item = await self._inbox.get()
+            live.conv.add(item.contents)
+            if not item.respond:
+                continue
+            await self._floor.wait()
+            self._metrics.turns.inc()
+            self._events.turn_started()
+            self._turn = asyncio.create_task(self._run_turn(live, TurnUsage()))
+            await asyncio.wait([self._turn])
+            self._turn = None
+            self._interrupting = False
 
-    async def _run_turn(self, conv: Conversation, engine: TurnEngine) -> None:
+    async def _run_turn(self, live: _Live, usage: TurnUsage) -> None:
         try:
             await self._life.before_turn()
-            await engine.run(conv)
-            self._life.after_turn(resumable=not self._pending)
-        except ProtocolError as exc:
+            await self._generate(live, usage)
+            self._life.after_turn(resumable=not live.calls.open)
+        except asyncio.CancelledError:
+            if self._interrupting:  # not the session ending
+                self._metrics.interruptions.inc()
+                self._send(ServerMessage(server_content=ServerContent(interrupted=True)))
+                self._send(
+                    ServerMessage(
+                        server_content=ServerContent(turn_complete=True), usage_metadata=usage.metadata()
+                    )
+                )
+        except ProtocolError as exc:  # the history no longer fits the model's window
             self._log.info("closing code=%d reason=%r", exc.code, exc.reason)
             self._close(exc.code, exc.reason)
         except BackendError as exc:
@@ -230,44 +370,44 @@ class Session:
             self._log.exception("turn failed")
             self._close(1011, INTERNAL_ERROR)
 
-    def _busy(self) -> bool:
-        """A turn, a code job or a function call is in flight: the session cannot be resumed now."""
-        return bool(self._pending) or (self._turn is not None and not self._turn.done())
-
-    async def _interrupt(self) -> None:
-        """Cancels a running turn: pending calls are cancelled, then `interrupted` and `turnComplete`."""
-        if self._turn is None or self._turn.done():
+    async def _generate(self, live: _Live, usage: TurnUsage) -> None:
+        """One model turn, spoken when the session answers in audio; an interrupted spoken turn keeps in
+        its history only the words the client's playback clock says were heard."""
+        speech = live.voice.speech_turn(self._emit_now)
+        if speech is None:
+            await live.engine.run(live.conv, usage)
             return
-        await self._cancel_turn()
-        self._metrics.interruptions.inc()
-        await self._emit(ServerMessage(server_content=ServerContent(interrupted=True)))
-        await self._emit(ServerMessage(server_content=ServerContent(turn_complete=True)))
-
-    async def _cancel_turn(self) -> None:
-        if self._turn is not None and not self._turn.done():
-            self._turn.cancel()
-            await asyncio.wait([self._turn])
-        self._turn = None
-
-    async def _call_functions(self, calls: list[FunctionCall]) -> list[FunctionResponse]:
-        """Sends a toolCall and waits for every response (BLOCKING behaviour)."""
-        loop = asyncio.get_running_loop()
-        futures = {c.id or "": loop.create_future() for c in calls}
-        self._pending.update(futures)
-        await self._emit(ServerMessage(tool_call=ToolCall(function_calls=calls)))
+        start = len(live.conv.history)
+        self._speech = speech
         try:
-            return list(await asyncio.gather(*futures.values()))
+            await speech.run(live.engine.run(live.conv, usage))
         except asyncio.CancelledError:
-            abandoned = [i for i in futures if self._pending.pop(i, None) is not None]
-            if abandoned:
-                self._out.put_nowait(
-                    ServerMessage(tool_call_cancellation=ToolCallCancellation(ids=abandoned))
-                )
+            truncate_unheard(live.conv.history, start, speech.heard_chars())
             raise
+        finally:
+            self._speech = None
 
-    async def _emit(self, message: ServerMessage) -> None:
+    def _busy(self) -> bool:
+        """A turn, a code job or a function call is in flight, or input waits: not resumable now."""
+        running = self._turn is not None and not self._turn.done()
+        calls = self._live is not None and self._live.calls.open
+        return running or calls or not self._inbox.empty()
+
+    # --- writing ----------------------------------------------------------------------------------
+
+    def _send(self, message: ServerMessage) -> None:
+        """Queues a message for the writer (in order, after everything queued before it)."""
         if not self._closing:
             self._out.put_nowait(message)
+
+    async def _emit(self, message: ServerMessage) -> None:
+        if self._speech is not None and is_turn_output(message):
+            await self._speech.emit(message)
+        else:
+            self._send(message)
+
+    async def _emit_now(self, message: ServerMessage) -> None:
+        self._send(message)
 
     def _close(self, code: int, reason: str) -> None:
         """Closes after what is already queued has been sent."""
@@ -312,3 +452,31 @@ def _on_context_update(update: ContextUpdate, conv: Conversation) -> None:
         conv.system_instruction = update.system_instruction.text()
     if update.tools is not None:
         conv.set_tools(update.tools.tools)
+
+
+class _VoiceHooks:
+    """The session's answers to its voice input. Detected speech takes the floor and interrupts (unless
+    NO_INTERRUPTION); a transcript is the user turn: it ends a manual activity, or a detected one."""
+
+    def __init__(self, session: Session, activity: Activity) -> None:
+        self._session = session
+        self._activity = activity
+
+    async def speech_started(self) -> None:
+        self._session.hold(True)
+        if self._activity.interrupts:
+            await self._session.interrupt("voice")
+
+    async def transcribed(self, text: str) -> None:
+        session = self._session
+        live = session._live
+        if text and live is not None and live.voice.setup.input_transcription:
+            heard = Transcription(text=text, finished=True)
+            session._send(ServerMessage(server_content=ServerContent(input_transcription=heard)))
+        parts = [Part(text=text)] if text else []
+        if not self._activity.automatic:
+            await self._activity.end(parts)
+            return
+        if parts:
+            await session.user_input([Content(role="user", parts=parts)], interrupts=False)
+        session.hold(False)

@@ -61,6 +61,10 @@ MAX_INLINE_BYTES = 700 * 1024
 # escapes of up to 6 bytes (\uXXXX) keep each message under 1 MiB.
 MAX_TEXT_CHARS = 128 * 1024
 _MEDIA_PREFIXES = ("audio/", "video/")
+# turnCompleteReason values openlive produces (Google's enum): the model called a function nobody declared;
+# a turn ran out of code attempts or model calls and answered without more.
+MALFORMED_FUNCTION_CALL = "MALFORMED_FUNCTION_CALL"
+MAX_REGENERATION_REACHED = "MAX_REGENERATION_REACHED"
 
 
 @dataclass
@@ -86,6 +90,10 @@ class Conversation:
                 blob.display_name = f"input_file_{count}{extension}"
             count += 1
 
+    def non_blocking(self) -> set[str]:
+        """Functions declared `behavior: NON_BLOCKING`: the turn goes on without their results."""
+        return {f.name for f in self.functions if f.behavior == "NON_BLOCKING"}
+
     def set_tools(self, tools: list[Tool]) -> None:
         """Client functions and the code-execution tool; other Gemini tools are not offered."""
         self.functions = [f for t in tools for f in (t.function_declarations or [])]
@@ -98,6 +106,7 @@ class TurnLimits:
     max_code_attempts: int = 5  # failed runs per turn; then the model must answer without code
     max_code_runs: int = 10  # all runs per turn, so a model that keeps writing code still finishes
     max_output_chars: int = 256 * 1024
+    max_model_calls: int = 32  # model calls per turn, so a model that keeps calling functions finishes
 
 
 def new_call_id() -> str:
@@ -110,21 +119,48 @@ def model_message(part: Part) -> ServerMessage:
 
 
 @dataclass
-class _Tokens:
-    prompt: int = 0
-    response: int = 0
+class TurnUsage:
+    """Token counts of one turn, for `usageMetadata` on its `turnComplete` (interrupted turns too) and REST.
 
-    def add(self, usage: Usage) -> None:
-        self.prompt = max(self.prompt, usage.prompt_tokens)  # each request re-reads the whole history
-        self.response += usage.response_tokens
+    `promptTokenCount` is what the turn's first model call read; `toolUsePromptTokenCount` is how much
+    more its later calls read: code, code results and function responses fed back (and the model's own
+    words between them). A backend's `Usage` is cumulative within one call, so the latest report of a
+    call cut off by an interruption counts as well.
+    """
+
+    calls: list[Usage] = field(default_factory=list)
+    current: Usage | None = None  # the latest report of the call in progress
+
+    def report(self, usage: Usage) -> None:
+        self.current = usage
+
+    def end_call(self) -> None:
+        if self.current is not None:
+            self.calls.append(self.current)
+        self.current = None
+
+    @property
+    def response(self) -> int:
+        return sum(u.response_tokens for u in self._all())
+
+    def _all(self) -> list[Usage]:
+        return [*self.calls, *([self.current] if self.current else [])]
 
     def metadata(self) -> UsageMetadata:
+        calls = self._all()
+        prompt = calls[0].prompt_tokens if calls else 0
+        tool_use = max((u.prompt_tokens for u in calls), default=0) - prompt
+        response = self.response
         return UsageMetadata(
-            prompt_token_count=self.prompt,
-            response_token_count=self.response,
-            total_token_count=self.prompt + self.response,
-            prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=self.prompt)],
-            response_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=self.response)],
+            prompt_token_count=prompt,
+            response_token_count=response,
+            tool_use_prompt_token_count=tool_use or None,
+            total_token_count=prompt + tool_use + response,
+            prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=prompt)],
+            response_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=response)],
+            tool_use_prompt_tokens_details=(
+                [ModalityTokenCount(modality="TEXT", token_count=tool_use)] if tool_use else None
+            ),
         )
 
 
@@ -151,47 +187,65 @@ class TurnEngine:
             self._metrics.first_content.observe(time.perf_counter() - self._started)
             self._started = None
 
-    async def run(self, conv: Conversation) -> None:
-        """Runs one turn to `turnComplete`. Cancelling it leaves what was already sent in the history."""
+    async def run(self, conv: Conversation, usage: TurnUsage | None = None) -> None:
+        """Runs one turn to `turnComplete`. Cancelling it leaves what was already sent in the history;
+        `usage` (the caller's, so an interrupted turn can report it) collects the turn's token counts."""
         started = self._started = time.perf_counter()
-        tokens = _Tokens()
-        runs = failed_runs = 0
+        usage = usage if usage is not None else TurnUsage()
+        runs = failed_runs = model_calls = 0
+        reason: str | None = None
         while True:
+            code_allowed = failed_runs < self._limits.max_code_attempts and runs < self._limits.max_code_runs
             request = ModelRequest(
                 model=conv.model,
                 history=list(conv.history),
                 system_instruction=conv.system_instruction,
                 functions=list(conv.functions),
-                code_execution=conv.code_execution
-                and failed_runs < self._limits.max_code_attempts
-                and runs < self._limits.max_code_runs,
+                code_execution=conv.code_execution and code_allowed,
                 generation=conv.generation,
             )
+            if conv.code_execution and not code_allowed:
+                reason = MAX_REGENERATION_REACHED
             # aclosing: the model's stream (an upstream HTTP response) is closed before code runs.
             async with contextlib.aclosing(self._backend.stream(request)) as events:
-                action = await self._read_step(conv, events, tokens)
+                action = await self._read_step(conv, events, usage)
+            usage.end_call()
+            model_calls += 1
             if isinstance(action, CodeCall) and request.code_execution:
                 result = await self._run_code(conv, action.code)
                 self._metrics.code_runs.labels(outcome=result.outcome.value).inc()
                 runs += 1
                 failed_runs += result.outcome != Outcome.OK
             elif isinstance(action, FunctionCalls):
+                declared = {f.name for f in conv.functions}
+                if any(c.name not in declared for c in action.calls):
+                    log.info("model called undeclared functions %s", [c.name for c in action.calls])
+                    reason = MALFORMED_FUNCTION_CALL
+                    break
                 calls = [FunctionCall(id=new_call_id(), name=c.name, args=c.args) for c in action.calls]
                 _model_content(conv).parts.extend(Part(function_call=c) for c in calls)
-                responses = await self._call_functions(calls)
-                answers = [Part(function_response=r) for r in responses]
-                conv.history.append(Content(role="user", parts=answers))
+                responses = await self._call_functions(calls)  # NON_BLOCKING calls get none here
+                if responses:
+                    conv.history.append(
+                        Content(role="user", parts=[Part(function_response=r) for r in responses])
+                    )
             else:
                 break
-        self._metrics.response_tokens.inc(tokens.response)
+            if model_calls >= self._limits.max_model_calls:
+                reason = MAX_REGENERATION_REACHED
+                break
+        self._metrics.response_tokens.inc(usage.response)
         await self._emit(ServerMessage(server_content=ServerContent(generation_complete=True)))
         await self._emit(
-            ServerMessage(server_content=ServerContent(turn_complete=True), usage_metadata=tokens.metadata())
+            ServerMessage(
+                server_content=ServerContent(turn_complete=True, turn_complete_reason=reason),
+                usage_metadata=usage.metadata(),
+            )
         )
         self._metrics.turn_duration.observe(time.perf_counter() - started)
 
     async def _read_step(
-        self, conv: Conversation, events: AsyncIterator[ModelEvent], tokens: _Tokens
+        self, conv: Conversation, events: AsyncIterator[ModelEvent], usage: TurnUsage
     ) -> CodeCall | FunctionCalls | None:
         """Streams one model call's text; returns the code or calls it ends with (None: it finished)."""
         async for event in events:
@@ -202,7 +256,7 @@ class TurnEngine:
                     piece = event.text[start : start + MAX_TEXT_CHARS]
                     await self._emit(model_message(Part(text=piece)))
             elif isinstance(event, Usage):
-                tokens.add(event)
+                usage.report(event)
             elif isinstance(event, CodeCall | FunctionCalls):
                 return event
             elif isinstance(event, Finish):
@@ -235,9 +289,10 @@ class TurnEngine:
         return result
 
     async def _host_call(self, name: str, args: dict[str, Any]) -> Any:
-        """`default_api.<name>(...)` from running code becomes a toolCall to the client."""
-        (response,) = await self._call_functions([FunctionCall(id=new_call_id(), name=name, args=args)])
-        return response.response or {}
+        """`default_api.<name>(...)` from running code becomes a toolCall to the client; the code gets
+        the response, or None at once from a NON_BLOCKING function (its results come later)."""
+        responses = await self._call_functions([FunctionCall(id=new_call_id(), name=name, args=args)])
+        return (responses[0].response or {}) if responses else None
 
 
 def _model_content(conv: Conversation) -> Content:

@@ -151,6 +151,19 @@ def _job_header(job: Job, config: PoolConfig) -> tuple[dict[str, Any], list[byte
     return header, [f.data for f in job.files]
 
 
+async def answer_host_call(call: dict[str, Any], job: Job, host_call: HostCall | None) -> dict[str, Any]:
+    """The reply to `default_api.<name>(**args)` from running code: `ok` and a value, or an error text."""
+    name, args = call.get("name"), call.get("args")
+    if not isinstance(name, str) or name not in job.host_functions or not isinstance(args, dict):
+        return {"ok": False, "error": f"no such function {name!r}"}
+    if host_call is None:
+        return {"ok": False, "error": "host functions are not available here"}
+    try:
+        return {"ok": True, "value": await host_call(name, args)}
+    except Exception as e:
+        return {"ok": False, "error": str(e) or type(e).__name__}
+
+
 class _Dialogue:
     """Reads the job's messages, answering host calls concurrently, until it reports or hangs up."""
 
@@ -188,17 +201,7 @@ class _Dialogue:
         return message
 
     async def _answer(self, call: dict[str, Any], writer: asyncio.StreamWriter) -> None:
-        name, args = call.get("name"), call.get("args")
-        reply: dict[str, Any]
-        if not isinstance(name, str) or name not in self._job.host_functions or not isinstance(args, dict):
-            reply = {"ok": False, "error": f"no such function {name!r}"}
-        elif self._host_call is None:
-            reply = {"ok": False, "error": "host functions are not available here"}
-        else:
-            try:
-                reply = {"ok": True, "value": await self._host_call(name, args)}
-            except Exception as e:
-                reply = {"ok": False, "error": str(e) or type(e).__name__}
+        reply = await answer_host_call(call, self._job, self._host_call)
         async with self._write_lock:
             writer.write(frames.encode({"t": "reply", **reply}))
             await writer.drain()

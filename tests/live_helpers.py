@@ -29,6 +29,7 @@ class Turn:
     ("generation_complete", None) ("turn_complete", UsageMetadata|None)."""
 
     events: list[tuple[str, Any]] = field(default_factory=list)
+    turn_complete_reasons: list[Any] = field(default_factory=list)
 
     def kinds(self) -> list[str]:
         kinds: list[str] = []
@@ -68,6 +69,7 @@ def record(turn: Turn, msg: types.LiveServerMessage) -> None:
         turn.events.append(("generation_complete", None))
     if sc.turn_complete:
         turn.events.append(("turn_complete", msg.usage_metadata))
+        turn.turn_complete_reasons.append(sc.turn_complete_reason)
 
 
 async def receive_turn(session: live.AsyncSession, turn: Turn | None = None) -> Turn:
@@ -76,6 +78,17 @@ async def receive_turn(session: live.AsyncSession, turn: Turn | None = None) -> 
     async for msg in session.receive():
         record(turn, msg)
     return turn
+
+
+async def receive_until(session: live.AsyncSession, kind: str, turn: Turn | None = None) -> Turn:
+    """Reads, across turn ends, until a message brings an event of `kind` (e.g. "tool_call", "text")."""
+    turn = turn or Turn()
+    while True:
+        async for msg in session.receive():
+            seen = len(turn.events)
+            record(turn, msg)
+            if any(k == kind for k, _ in turn.events[seen:]):
+                return turn
 
 
 async def ask(session: live.AsyncSession, text: str) -> Turn:
@@ -113,3 +126,12 @@ def scrape(url: str, ssl_context: Any) -> dict[str, float]:
         if line and not line.startswith("#")
         for key, value in [line.rsplit(" ", 1)]
     }
+
+
+async def until_code_runs(session: live.AsyncSession, text: str) -> None:
+    """Sends a user turn and reads until its executableCode arrives (the code is running then)."""
+    await session.send_client_content(turns=types.Content(role="user", parts=[types.Part(text=text)]))
+    async for msg in session.receive():
+        sc = msg.server_content
+        if sc and sc.model_turn and any(p.executable_code for p in sc.model_turn.parts or []):
+            return

@@ -48,11 +48,13 @@ def _accepts(port: int) -> bool:
 @dataclass
 class Broker:
     """mosquitto with its own config: since 2.0 it listens on localhost only and refuses anonymous
-    clients unless a config says otherwise, so the tests write one (`listener`, `allow_anonymous`)."""
+    clients unless a config says otherwise, so the tests write one (`listener`, `allow_anonymous`), with
+    `set_tcp_nodelay` as any deployment should have it (docs/deployment.md)."""
 
     directory: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    password_file: Path | None = None  # then only its logins may connect
 
     @property
     def url(self) -> str:
@@ -60,7 +62,16 @@ class Broker:
 
     def start(self) -> None:
         config = self.directory / "mosquitto.conf"
-        config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        # As root it would switch to the `mosquitto` user, which cannot read pytest's private tmp dirs.
+        login = (
+            f"user root\nallow_anonymous false\npassword_file {self.password_file}"
+            if self.password_file
+            else ""
+        )
+        config.write_text(
+            f"listener {self.port} 127.0.0.1\n{login or 'allow_anonymous true'}\n"
+            "persistence false\nset_tcp_nodelay true\n"
+        )
         with (self.directory / "mosquitto.log").open("ab") as log:
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(config)], stdout=log, stderr=log)
         wait_for(lambda: _accepts(self.port), 10, "mosquitto to listen")
@@ -78,13 +89,14 @@ class Worker:
     broker: Broker
     log: Path
     proc: subprocess.Popen[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
         cmd = [OPENLIVE, "worker", "--broker", self.broker.url, "--name", self.name]
         cmd += ["--slots", "2", "--heartbeat", "0.5"]
         with self.log.open("a") as log:
             self.proc = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=dict(os.environ)
+                cmd, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **self.env}
             )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # printed once its pool is ready

@@ -159,6 +159,37 @@ async def test_resume_after_the_socket_is_cut_mid_turn(lifecycle_server: Server)
     assert "The code printed 15." in resumed.turn.text()
 
 
+async def test_resumption_restores_tools_and_configuration(lifecycle_server: Server) -> None:
+    client = lifecycle_server.client()
+    log = Log()
+    async with client.aio.live.connect(model=MODEL, config=config()) as session:
+        await log.until(session, "update")
+        await log.ask(session, "say first")
+    bare = types.LiveConnectConfig(session_resumption=types.SessionResumptionConfig(handle=log.handles[-1]))
+    resumed = Log()  # no tools and no modality sent again: the stored ones apply
+    async with client.aio.live.connect(model=MODEL, config=bare) as session:
+        await resumed.until(session, "update")
+        await resumed.ask(session, "remember 5")
+    assert resumed.turn.of("result")[0][1].strip() == "15"  # the code-execution tool came back
+
+
+async def test_resuming_takes_over_from_a_connection_still_open(lifecycle_server: Server) -> None:
+    client = lifecycle_server.client()
+    log, taken = Log(), Log()
+    async with client.aio.live.connect(model=MODEL, config=config()) as old:
+        await log.until(old, "update")
+        await log.ask(old, "remember 2")
+        async with client.aio.live.connect(model=MODEL, config=config(log.handles[-1])) as new:
+            await taken.until(new, "update")
+            # The old connection still answers, but cannot save its turn: the session is no longer its own.
+            await old.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="say hi")]))
+            error = await closed(old, log)
+            await taken.ask(new, "what did the code print?")
+    assert log.turn.kinds()[-3:] == ["text", "generation_complete", "turn_complete"]
+    assert error.code == 1008 and error.details == "Session resumed on another connection."
+    assert "The code printed 6." in taken.turn.text()
+
+
 @pytest.mark.parametrize("who", ["another key", "unknown handle"])
 async def test_a_foreign_or_unknown_handle_is_refused(lifecycle_server: Server, who: str) -> None:
     log = Log()
@@ -290,3 +321,58 @@ async def test_a_session_without_compression_ends_at_its_length_limit(certs: Pat
     assert float(time_left[:-1]) <= 4 - (resuming - started) + 0.01
     assert 3.5 <= ended - started <= 6.0
     assert "ok still here" in compressed.turn.text()
+
+
+async def test_not_resumable_while_a_call_is_open(semantics_server: Server) -> None:
+    """A NON_BLOCKING call still open when its turn ends: the update says not resumable, and no handle is
+    given until the result has been answered and that turn is complete."""
+    booking = types.FunctionDeclaration(
+        name="book_table", description="books", behavior=types.Behavior.NON_BLOCKING
+    )
+    cfg = config()
+    cfg.tools = [types.Tool(function_declarations=[booking])]
+    log = Log()
+    async with semantics_server.client().aio.live.connect(model=MODEL, config=cfg) as session:
+        await log.until(session, "update")
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="book a table")])
+        )
+        await log.until(session, "turn_complete")
+        await log.until(session, "update")
+        (call,) = log.turn.of("tool_call")[0]
+        await session.send_tool_response(
+            function_responses=[
+                types.FunctionResponse(id=call.id, name=call.name, response={"status": "booked"})
+            ]
+        )
+        await log.until(session, "turn_complete")
+        await log.until(session, "update")
+    assert log.turn.kinds() == [
+        "update", "tool_call", "text", "generation_complete", "turn_complete", "update",
+        "text", "generation_complete", "turn_complete", "update",
+    ]  # fmt: skip
+    assert log.turn.of("update") == [True, False, True]
+    assert len(log.handles) == 2
+
+
+async def test_a_state_with_an_open_call_is_not_saved(semantics_server: Server) -> None:
+    """Every handle resumes the newest saved state, so the state with the call open must not be saved."""
+    booking = types.FunctionDeclaration(
+        name="book_table", description="books", behavior=types.Behavior.NON_BLOCKING
+    )
+    cfg = config()
+    cfg.tools = [types.Tool(function_declarations=[booking])]
+    log, resumed = Log(), Log()
+    client = semantics_server.client()
+    async with client.aio.live.connect(model=MODEL, config=cfg) as session:
+        await log.until(session, "update")
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="book a table")])
+        )
+        await log.until(session, "turn_complete")
+        await log.until(session, "update")
+        async with client.aio.live.connect(model=MODEL, config=config(log.handles[0])) as again:
+            await resumed.until(again, "update")
+            await resumed.ask(again, "echo probe")
+    (usage,) = resumed.turn.of("turn_complete")
+    assert usage.prompt_token_count == 2  # "echo probe" alone: nothing of the booking turn came back

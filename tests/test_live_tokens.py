@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from live.auth import UNREGISTERED_CALLER
 from tests.conftest import API_KEY, Server
-from tests.test_live_lifecycle import MODEL, Log, config, serve
+from tests.test_live_lifecycle import MODEL, Log, closed, config, serve
 
 NOW = datetime.datetime.now
 pytestmark = pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")
@@ -80,6 +80,19 @@ async def test_expired_tokens_are_refused_as_google_does(token_server: Server) -
     expired = await mint(token_server, expire_time=NOW(datetime.UTC) - datetime.timedelta(seconds=1))
     error = await refused(token_server, expired, config())
     assert (error.code, error.details) == (1011, "Token has expired")
+
+
+async def test_a_session_ends_when_its_token_expires(token_server: Server) -> None:
+    token = await mint(token_server, expire_time=NOW(datetime.UTC) + datetime.timedelta(seconds=2))
+    log = Log()
+    loop = asyncio.get_running_loop()
+    client = token_server.client(api_key=token, api_version="v1alpha")
+    async with client.aio.live.connect(model=MODEL, config=config()) as session:
+        started = loop.time()
+        error = await closed(session, log)
+    assert (error.code, error.details) == (1011, "auth token has expired")
+    assert [k for k, _ in log.turn.events] == ["update", "go_away"]
+    assert loop.time() - started <= 3.0
 
 
 async def test_locked_constraints_replace_the_clients_fields(token_server: Server) -> None:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import pytest
 
 from sandbox import File, Job, Outcome
-from sandbox.mqtt import BrokerConfig, MqttPool
-from tests.mqtt_helpers import Broker, until
+from sandbox.mqtt import BrokerConfig, MqttPool, wire
+from tests.mqtt_helpers import Broker, Worker, until
 
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
 
@@ -142,3 +144,64 @@ async def test_no_worker_fails_fast_and_clearly(tmp_path: Path) -> None:
     finally:
         await lonely.close()
         empty.stop()
+
+
+async def test_broker_login_is_used_and_never_shown(tmp_path: Path) -> None:
+    passwd = tmp_path / "passwd"
+    await asyncio.to_thread(
+        subprocess.run, ["mosquitto_passwd", "-c", "-b", str(passwd), "openlive", "s3cret-pw"], check=True
+    )
+    guarded = Broker(tmp_path, password_file=passwd)
+    guarded.start()
+    login = {"OPENLIVE_BROKER__USERNAME": "openlive", "OPENLIVE_BROKER__PASSWORD": "s3cret-pw"}
+    worker = Worker("w-login", guarded, tmp_path / "worker.log", env=login)
+    good = MqttPool(BrokerConfig.parse(guarded.url, username="openlive", password="s3cret-pw"))
+    bad = MqttPool(
+        BrokerConfig.parse(guarded.url, username="openlive", password="wrong-pw"), connect_timeout_s=1
+    )
+    try:
+        worker.start()
+        await good.start()
+        await wait_online(good, {"w-login"})
+        result = await good.run(Job(code="print('in')"))
+        assert (result.outcome, result.output, result.worker) == (Outcome.OK, "in\n", "w-login")
+        await bad.start()
+        refused = await bad.run(Job(code="print('in')"))
+        assert refused.outcome == Outcome.FAILED
+        assert refused.output == f"[sandbox] the MQTT broker {guarded.url} is unreachable; try again later"
+        status = bad.status()
+        assert status.state == "degraded" and "Not authorized" in (status.last_error or "")
+        shown = status.model_dump_json() + good.status().model_dump_json()
+        assert "s3cret-pw" not in shown and "wrong-pw" not in shown
+    finally:
+        await bad.close()
+        await good.close()
+        worker.stop()
+        guarded.stop()
+
+
+async def test_a_job_its_worker_never_took_goes_to_another_once(
+    broker: Broker, pool: MqttPool, mqtt_workers: dict[str, Any]
+) -> None:
+    """A member of the workers' group that receives jobs and dies before answering (here: a client that
+    joins the shared subscription and stays silent). Its job is published once more and runs elsewhere."""
+    swallowed: list[bytes] = []
+    quick = MqttPool(BrokerConfig.parse(broker.url), accept_timeout_s=1.0)
+    await quick.start()
+    async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as silent:
+        await silent.subscribe(wire.SHARED_JOBS, qos=1)
+
+        async def swallow() -> None:
+            async for message in silent.messages:
+                swallowed.append(bytes(message.payload))
+
+        task = asyncio.create_task(swallow())
+        try:
+            await wait_online(quick, set(mqtt_workers))
+            results = [await quick.run(Job(code=f"print({n})")) for n in range(6)]
+        finally:
+            task.cancel()
+            await quick.close()
+    assert [(r.outcome, r.output) for r in results] == [(Outcome.OK, f"{n}\n") for n in range(6)]
+    assert {r.worker for r in results} <= {"w1", "w2"}
+    assert 1 <= len(swallowed) <= 6  # the broker's round robin gave the silent member some jobs

@@ -14,7 +14,7 @@ import pytest
 from google.genai import types
 
 from tests.conftest import API_KEY, DATA, Server, start_server
-from tests.live_helpers import ask, receive_turn, text_config
+from tests.live_helpers import ask, receive_turn, scrape, text_config, until_code_runs
 from tests.mqtt_helpers import Broker, until, wait_for
 
 MODEL = "gemini-live-2.5-flash-preview"
@@ -89,17 +89,14 @@ async def lights_turn(session: Any) -> None:
 async def test_host_call_from_remote_code_reaches_the_client(online: Server) -> None:
     async with online.client().aio.live.connect(model=MODEL, config=lights_config()) as session:
         await lights_turn(session)
+    metrics = scrape(online.url, online.ssl_context())
+    assert metrics["openlive_sandbox_remote_workers"] == 2
+    assert metrics["openlive_session_events_dropped_total"] == 0
 
 
 async def test_interrupting_kills_the_remote_job(online: Server) -> None:
     async with online.client().aio.live.connect(model=MODEL, config=text_config()) as session:
-        await session.send_client_content(
-            turns=types.Content(role="user", parts=[types.Part(text="sleep forever")])
-        )
-        async for msg in session.receive():
-            sc = msg.server_content
-            if sc and sc.model_turn and any(p.executable_code for p in sc.model_turn.parts or []):
-                break
+        await until_code_runs(session, "sleep forever")
         await asyncio.to_thread(wait_for, lambda: running_jobs(online) == 1, 30, "the job to run remotely")
         await session.send_client_content(
             turns=types.Content(role="user", parts=[types.Part(text="echo after")])

@@ -47,6 +47,8 @@ class FunctionCalls:
 
 @dataclass(frozen=True)
 class Usage:
+    """Token counts of this model call so far; a stream may report more than once (the latest counts)."""
+
     prompt_tokens: int
     response_tokens: int
 

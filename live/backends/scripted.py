@@ -6,6 +6,7 @@ recovered from the history (which code and call steps already ran), exactly as a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncGenerator, Sequence
@@ -26,7 +27,7 @@ from live.backends.base import (
     TextDelta,
     Usage,
 )
-from protocol import Content
+from protocol import Content, FunctionResponse, Part
 
 DEFAULT_SCRIPT = Path(__file__).resolve().parent.parent / "data" / "demo_script.yaml"
 _TEMPLATE = re.compile(r"\{\{\s*(output|history_output|response|match\.(\d+))\s*\}\}")
@@ -40,28 +41,41 @@ class CallSpec(BaseModel):
 
 
 class Step(BaseModel):
-    """One of `text` (streamed in chunks), `code` (run in the sandbox) or `call` (a client function)."""
+    """One of `text` (streamed in chunks), `code` (run in the sandbox) or `call` (a client function).
+
+    `pace_s` makes a text stream at that many seconds per chunk, like a slow model, so that a client
+    can be shown interrupting it.
+    """
 
     model_config = ConfigDict(extra="forbid")
     text: str | None = None
     code: str | None = None
     call: CallSpec | None = None
+    pace_s: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _one_kind(self) -> Step:
         if sum(x is not None for x in (self.text, self.code, self.call)) != 1:
             raise ValueError("a step has exactly one of text, code, call")
+        if self.pace_s is not None and self.text is None:
+            raise ValueError("pace_s paces a text step")
         return self
 
 
 class Rule(BaseModel):
+    """`match` (a regex) is tried on the user's latest text; `result` names a NON_BLOCKING function whose
+    late result started the turn (its reply sees the result as `{{response}}`)."""
+
     model_config = ConfigDict(extra="forbid")
-    match: str
+    match: str | None = None
+    result: str | None = None
     reply: list[Step]
 
     @model_validator(mode="after")
-    def _compiles(self) -> Rule:
-        re.compile(self.match)
+    def _one_trigger(self) -> Rule:
+        if (self.match is None) == (self.result is None):
+            raise ValueError("a rule has exactly one of match, result")
+        re.compile(self.match or "")
         return self
 
 
@@ -89,24 +103,34 @@ class _Action:
 @dataclass(frozen=True)
 class _TurnView:
     user_text: str
+    result_of: str | None  # the NON_BLOCKING function whose late result started this turn
     actions: list[_Action]
     output: str  # of the last code result this turn
     response: str  # the last function response this turn, as JSON
     history_output: str  # of the last code result anywhere in the history (earlier turns too)
 
 
-def _view(history: Sequence[Content]) -> _TurnView:
-    """Finds the latest user text and what the model has done since (function responses are not user text)."""
+def _view(history: Sequence[Content], non_blocking: set[str]) -> _TurnView:
+    """Finds what started the turn, the latest user text or a late NON_BLOCKING result (BLOCKING results
+    answer calls within a turn), and what the model has done since."""
     start = 0
     user_text = ""
+    result_of = None
     for i in range(len(history) - 1, -1, -1):
         c = history[i]
-        if c.role in (None, "user") and any(p.function_response is None for p in c.parts):
+        if c.role not in (None, "user"):
+            continue
+        if any(p.function_response is None for p in c.parts):
             start, user_text = i, "".join(p.text or "" for p in c.parts)
+            break
+        late = [r.name for p in c.parts if (r := p.function_response) is not None and r.name in non_blocking]
+        if late:
+            start, result_of = i, late[0]
             break
     actions: list[_Action] = []
     output = response = ""
-    for c in history[start + 1 :]:
+    after = start if result_of is not None else start + 1  # a result is part of what the reply sees
+    for c in history[after:]:
         for p in c.parts:
             if p.executable_code is not None:
                 actions.append(_Action("code"))
@@ -118,7 +142,7 @@ def _view(history: Sequence[Content]) -> _TurnView:
             elif p.function_call is not None and c.role == "model":
                 actions.append(_Action("call"))
             elif p.function_response is not None:
-                response = json.dumps(p.function_response.response or {}, sort_keys=True)
+                response = _response_text(p.function_response)
     history_output = next(
         (
             (p.code_execution_result.output or "").strip()
@@ -128,7 +152,14 @@ def _view(history: Sequence[Content]) -> _TurnView:
         ),
         "",
     )
-    return _TurnView(user_text, actions, output, response, history_output)
+    return _TurnView(user_text, result_of, actions, output, response, history_output)
+
+
+def _response_text(response: FunctionResponse) -> str:
+    """The response as JSON, then any inline parts as `[mime: N bytes]`."""
+    blobs = [p.inline_data for p in response.parts or [] if p.inline_data is not None]
+    notes = "".join(f" [{b.mime_type}: {len(b.data)} bytes]" for b in blobs)
+    return json.dumps(response.response or {}, sort_keys=True) + notes
 
 
 def _plan(steps: list[Step], actions: list[_Action], code_enabled: bool) -> list[Step]:
@@ -190,7 +221,18 @@ def _render_args(args: dict[str, Any], match: re.Match[str], view: _TurnView) ->
 
 
 def _words(contents: Sequence[Content]) -> int:
-    return sum(len((p.text or "").split()) for c in contents for p in c.parts)
+    """The scripted model's token count: words of text, code, code output and function responses."""
+    return sum(len(_part_text(p).split()) for c in contents for p in c.parts)
+
+
+def _part_text(part: Part) -> str:
+    if part.executable_code is not None:
+        return part.executable_code.code
+    if part.code_execution_result is not None:
+        return part.code_execution_result.output or ""
+    if part.function_response is not None:
+        return _response_text(part.function_response)
+    return part.text or ""
 
 
 class ScriptedBackend:
@@ -198,7 +240,7 @@ class ScriptedBackend:
 
     def __init__(self, script: Script, served_name: str = "openlive-scripted") -> None:
         self._script = script
-        self._rules = [(re.compile(r.match, re.DOTALL), r) for r in script.rules]
+        self._rules = [(re.compile(r.match or "", re.DOTALL), r) for r in script.rules]
         self._served_name = served_name
 
     @classmethod
@@ -209,36 +251,44 @@ class ScriptedBackend:
         return [self._served_name]
 
     async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent, None]:
-        view = _view(request.history)
+        non_blocking = {f.name for f in request.functions if f.behavior == "NON_BLOCKING"}
+        view = _view(request.history, non_blocking)
         for pattern, rule in self._rules:
-            match = pattern.search(view.user_text)
+            if rule.result is not None:
+                match = pattern.search("") if rule.result == view.result_of else None
+            else:
+                match = pattern.search(view.user_text) if view.result_of is None else None
             if match:
                 steps = _plan(rule.reply, view.actions, request.code_execution)
                 break
         else:
             match, steps = None, [Step(text=self._script.fallback)]
+        prompt = _words(request.history)
         produced = 0
         for step in steps:
             if step.text is not None:
                 text = _render(step.text, match, view) if match else step.text
-                produced += len(text.split())
-                for chunk in _CHUNK.findall(text):
+                for i, chunk in enumerate(_CHUNK.findall(text)):
+                    if step.pace_s and i:
+                        await asyncio.sleep(step.pace_s)
                     yield TextDelta(chunk)
+                    produced += len(chunk.split())
+                    yield Usage(prompt, produced)  # cumulative, so a cut-off stream is counted too
             elif step.code is not None:
                 if not request.code_execution:
                     continue
                 assert match is not None
                 code = _render(step.code, match, view)
-                yield Usage(_words(request.history), produced + len(code.split()))
+                yield Usage(prompt, produced + len(code.split()))
                 yield CodeCall(code)
                 return
             elif step.call is not None:
-                yield Usage(_words(request.history), produced)
+                yield Usage(prompt, produced)
                 assert match is not None
                 args = _render_args(step.call.args, match, view)
                 yield FunctionCalls([FunctionCallRequest(step.call.name, args)])
                 return
-        yield Usage(_words(request.history), produced)
+        yield Usage(prompt, produced)
         yield Finish()
 
     async def count_tokens(self, request: ModelRequest) -> int:

@@ -26,6 +26,7 @@ from typing import Any
 import aiomqtt
 
 from sandbox import frames
+from sandbox.conversation import answer_host_call
 from sandbox.models import HostCall, Job, Outcome, Result
 from sandbox.mqtt import wire
 from sandbox.mqtt.broker import BrokerConfig, backoff, correlation, properties
@@ -34,7 +35,7 @@ from sandbox.status import PoolStatus, WorkerSeen
 
 log = logging.getLogger("openlive.mqtt")
 
-HEARTBEAT_MISSES = 3  # a worker silent for this many of its heartbeat periods is lost
+HEARTBEAT_MISSES = 5  # a worker silent for this many of its heartbeat periods is lost
 RESULT_GRACE_S = 10.0  # beyond the job's deadline, for the worker's teardown and the trip back
 MAX_MESSAGE_BYTES = 256 << 20  # a result's figures and files, reassembled
 
@@ -283,17 +284,7 @@ class MqttPool:
 
     async def _answer(self, job_id: str, pending: _Pending, call: dict[str, Any]) -> None:
         """A host call from the running code: ask the session's callback, send its answer to the worker."""
-        name, args = call.get("name"), call.get("args")
-        reply: dict[str, Any]
-        if not isinstance(name, str) or name not in pending.job.host_functions or not isinstance(args, dict):
-            reply = {"ok": False, "error": f"no such function {name!r}"}
-        elif pending.host_call is None:
-            reply = {"ok": False, "error": "host functions are not available here"}
-        else:
-            try:
-                reply = {"ok": True, "value": await pending.host_call(name, args)}
-            except Exception as e:
-                reply = {"ok": False, "error": str(e) or type(e).__name__}
+        reply = await answer_host_call(call, pending.job, pending.host_call)
         assert pending.worker is not None
         await self._send(
             wire.worker_inbox(pending.worker), job_id, ({"t": "reply", "n": call.get("n"), **reply}, [])

@@ -126,7 +126,7 @@ class RemoteWorker:
                 if reply_to is not None and job_id not in self._seen:
                     self._seen.append(job_id)
                     job = self._jobs[job_id] = _RunningJob(reply_to)
-                    job.task = tg.create_task(self._serve(client, job_id, job, decoded))
+                    job.task = tg.create_task(self._serve(client, job_id, job, decoded, tg))
                 continue
             running = self._jobs.get(job_id)
             if running is None:
@@ -142,7 +142,12 @@ class RemoteWorker:
                 running.body.set_result(decoded)
 
     async def _serve(
-        self, client: aiomqtt.Client, job_id: str, job: _RunningJob, message: wire.Message
+        self,
+        client: aiomqtt.Client,
+        job_id: str,
+        job: _RunningJob,
+        message: wire.Message,
+        tg: asyncio.TaskGroup,
     ) -> None:
         async def publish(msg: wire.Message) -> None:
             for payload in wire.split(msg, self._broker.max_payload_bytes, f"{job_id}.{next(self._calls)}"):
@@ -163,14 +168,16 @@ class RemoteWorker:
         try:
             if message[0].get("deferred"):
                 job.body = asyncio.get_running_loop().create_future()
-            await publish(({"t": "accepted", "worker": self.name}, []))
-            if job.body is not None:
-                async with asyncio.timeout(BODY_TIMEOUT_S):
-                    message = await job.body
+            # Sent while the job starts (paho keeps the order): the job need not wait for the broker's ack.
+            accepted = tg.create_task(publish(({"t": "accepted", "worker": self.name}, [])))
             try:
+                if job.body is not None:
+                    async with asyncio.timeout(BODY_TIMEOUT_S):
+                        message = await job.body
                 result = await self._pool.run(wire.parse_job(message), host_call)
             except (frames.FrameError, SandboxUnavailable, TimeoutError) as e:
                 result = Result(outcome=Outcome.FAILED, output=f"[sandbox] worker {self.name}: {e}")
+            await accepted
             await publish(wire.result_message(result, self.name))
         except asyncio.CancelledError:
             return  # cancelled by the server (it has already answered) or the connection is gone
@@ -182,11 +189,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="openlive worker", description=__doc__.splitlines()[0])
     p.add_argument("--broker", required=True, help="mqtt://HOST:PORT or mqtts://HOST:PORT")
     p.add_argument("--name", help="unique worker name (default: HOSTNAME-PID)")
-    p.add_argument("--broker-username", default=os.environ.get("OPENLIVE_BROKER_USERNAME"))
+    p.add_argument("--broker-username", default=os.environ.get("OPENLIVE_BROKER__USERNAME"))
     p.add_argument(
         "--broker-password",
-        default=os.environ.get("OPENLIVE_BROKER_PASSWORD"),
-        help="prefer the environment variable OPENLIVE_BROKER_PASSWORD",
+        default=os.environ.get("OPENLIVE_BROKER__PASSWORD"),
+        help="better: the environment variable OPENLIVE_BROKER__PASSWORD",
     )
     p.add_argument("--broker-ca", type=Path, help="TLS: CA file for the broker's certificate")
     p.add_argument("--broker-cert", type=Path, help="TLS: client certificate")

@@ -103,6 +103,7 @@ def create_app(
                 await services.events.close()
             await services.executor.close()
             await services.backends.close()
+            await services.voice.close()
             await services.lifecycle.store.close()
             services.files.close()
 
@@ -200,6 +201,7 @@ def create_app(
                     api_version=match["version"],
                     metrics=s.metrics,
                     life=s.lifecycle.open(caller),
+                    voice=s.voice,
                     events=s.events.session(session_id) if s.events else NO_EVENTS,
                     files=CallerFiles(s.files, caller.owner),
                 )

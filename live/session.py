@@ -409,10 +409,11 @@ class Session:
             self._speech = None
 
     def _busy(self) -> bool:
-        """A turn, a code job or a function call is in flight, or input waits: not resumable now."""
+        """A turn (with its code jobs and BLOCKING calls) runs or input waits for one: the session cannot
+        be resumed now, and a draining server gives it its grace period. Open NON_BLOCKING calls make
+        `after_turn` checkpoint a session as not resumable, but do not hold a drain."""
         running = self._turn is not None and not self._turn.done()
-        calls = self._live is not None and self._live.calls.open
-        return running or calls or not self._inbox.empty()
+        return running or not self._inbox.empty()
 
     # --- writing ----------------------------------------------------------------------------------
 

@@ -45,8 +45,13 @@ def test_structured_output_parses_against_its_schema(llama_server: Server) -> No
 
 
 def test_a_json_schema_holds_too(llama_server: Server) -> None:
-    schema = {"type": "object", "properties": {"colors": {"type": "array", "items": {"enum": ["red", "blue"]},
-              "minItems": 2, "maxItems": 2}}, "required": ["colors"], "additionalProperties": False}  # fmt: skip
+    colors = {"type": "array", "items": {"enum": ["red", "blue"]}, "minItems": 2, "maxItems": 2}
+    schema = {
+        "type": "object",
+        "properties": {"colors": colors},
+        "required": ["colors"],
+        "additionalProperties": False,
+    }
     config = types.GenerateContentConfig(
         response_mime_type="application/json", response_json_schema=schema, max_output_tokens=60
     )

@@ -96,6 +96,7 @@ def create_app(
                 await services.events.close()
             await services.executor.close()
             await services.backends.close()
+            await services.voice.close()
             await services.lifecycle.store.close()
 
     app = FastAPI(title="openlive", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -188,6 +189,7 @@ def create_app(
                     api_version=match["version"],
                     metrics=s.metrics,
                     life=s.lifecycle.open(caller),
+                    voice=s.voice,
                     events=s.events.session(session_id) if s.events else NO_EVENTS,
                 )
                 await session.serve()

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from live import logs
 from live.app import create_app
@@ -32,6 +32,18 @@ from live.processes import listen, serve_processes
 from live.services import Services
 from live.store import open_store
 from live.tokens import KeyLimits
+from live.voice import (
+    EspeakSynthesizer,
+    OpenAISpeechConfig,
+    OpenAISynthesizer,
+    OpenAITranscriber,
+    OpenAITranscriptionConfig,
+    PocketsphinxTranscriber,
+    SileroPool,
+    Synthesizer,
+    Transcriber,
+    VoiceEngines,
+)
 from sandbox import Executor, LocalPool
 from sandbox.mqtt import MqttPool
 
@@ -80,12 +92,42 @@ def make_lifecycle(settings: Settings, metrics: Metrics) -> Lifecycle:
     return Lifecycle(config, open_store(settings.resumption_store), limits, metrics)
 
 
+def make_voice(settings: Settings) -> VoiceEngines:
+    """Speech engines: embedded unless an upstream URL is configured."""
+
+    def secret(value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value else None
+
+    stt: Transcriber = (
+        OpenAITranscriber(
+            OpenAITranscriptionConfig(settings.stt_url, settings.stt_model, secret(settings.stt_key))
+        )
+        if settings.stt_url
+        else PocketsphinxTranscriber(settings.stt_decoders)
+    )
+    tts: Synthesizer = (
+        OpenAISynthesizer(
+            OpenAISpeechConfig(
+                settings.tts_url,
+                settings.tts_model,
+                secret(settings.tts_key),
+                default_voice=settings.tts_voice,
+                voices=settings.tts_voices,
+            )
+        )
+        if settings.tts_url
+        else EspeakSynthesizer()
+    )
+    return VoiceEngines(vad=SileroPool(), stt=stt, tts=tts)
+
+
 def make_services(settings: Settings) -> Services:
     metrics = Metrics()
     return Services(
         backends=make_backends(settings),
         executor=make_executor(settings),
         lifecycle=make_lifecycle(settings, metrics),
+        voice=make_voice(settings),
         events=make_events(settings),
         metrics=metrics,
     )
@@ -121,6 +163,11 @@ def serve(args: argparse.Namespace) -> int:
         "upstream_url": args.upstream_url,
         "upstream_model": args.upstream_model,
         "upstream_key": args.upstream_key,
+        "stt_url": args.stt_url,
+        "stt_model": args.stt_model,
+        "tts_url": args.tts_url,
+        "tts_model": args.tts_model,
+        "tts_voice": args.tts_voice,
         "upstream_code_mode": args.upstream_code_mode,
         "executor": args.executor,
         "events": args.events,
@@ -239,6 +286,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--drain-grace-s", type=float, help="on shutdown, time for running turns (default 10)")
     s.add_argument("--max-sessions-per-key", type=int, help="concurrent Live sessions per API key")
     s.add_argument("--max-jobs-per-key", type=int, help="concurrent code jobs per API key")
+    s.add_argument("--stt-url", help="speech recognition upstream, OpenAI-compatible (default: pocketsphinx)")
+    s.add_argument("--stt-model", help="the transcription upstream's model (default whisper-1)")
+    s.add_argument("--tts-url", help="speech synthesis upstream, OpenAI-compatible (default: espeak-ng)")
+    s.add_argument("--tts-model", help="the speech upstream's model (default tts-1)")
+    s.add_argument("--tts-voice", help="the speech upstream's voice (default alloy)")
     s.add_argument("--log-level")
     s.add_argument("--config", type=Path, help="TOML file with the same settings")
     s.set_defaults(func=serve)

@@ -8,6 +8,7 @@ from live.backends.registry import Backends
 from live.events import EventBus
 from live.lifecycle import Lifecycle
 from live.metrics import Metrics
+from live.voice import VoiceEngines
 from sandbox import Executor
 
 
@@ -16,5 +17,6 @@ class Services:
     backends: Backends
     executor: Executor
     lifecycle: Lifecycle
+    voice: VoiceEngines
     metrics: Metrics = field(default_factory=Metrics)
     events: EventBus | None = None  # --events: session events to an MQTT broker

@@ -123,21 +123,18 @@ def server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
     srv.stop()
 
 
+def start_scripted(certs: Path, logs: Path, script: str, *args: str) -> Server:
+    """`openlive serve --backend scripted` with a script from tests/data."""
+    return start_server(
+        certs, logs / "server.log", "--backend", "scripted", "--script", str(DATA / script), *args
+    )
+
+
 @pytest.fixture(scope="session")
 def test_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The test script, a second key and a 3 s code deadline."""
-    srv = start_server(
-        certs,
-        tmp_path_factory.mktemp("logs") / "test-server.log",
-        "--backend",
-        "scripted",
-        "--script",
-        str(DATA / "test_script.yaml"),
-        "--api-key",
-        "second-key",
-        "--code-deadline",
-        "3",
-    )
+    logs = tmp_path_factory.mktemp("test-server")
+    srv = start_scripted(certs, logs, "test_script.yaml", "--api-key", "second-key", "--code-deadline", "3")
     yield srv
     srv.stop()
 
@@ -145,14 +142,7 @@ def test_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture(scope="session")
 def semantics_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The script for turn and call semantics (slow text, a 20 s job, NON_BLOCKING calls)."""
-    srv = start_server(
-        certs,
-        tmp_path_factory.mktemp("logs") / "semantics-server.log",
-        "--backend",
-        "scripted",
-        "--script",
-        str(DATA / "semantics_script.yaml"),
-    )
+    srv = start_scripted(certs, tmp_path_factory.mktemp("semantics-server"), "semantics_script.yaml")
     yield srv
     srv.stop()
 

@@ -181,3 +181,38 @@ def test_attachments_are_named_for_the_model_as_the_sandbox_names_them() -> None
         "[attached input_file_0.csv, in the working directory of your code: text/csv, 8 bytes]"
         in user["content"]
     )
+
+
+def test_calls_left_open_are_answered_where_the_conversation_moves_on() -> None:
+    """A NON_BLOCKING call (its result comes later) and interrupted code still get a tool message, as chat
+    APIs require; the late result then arrives as user text, with its inline parts described."""
+    late = FunctionResponse(
+        id="fc-9", name="book", response={"ok": True}, parts=[{"inline_data": {"mime_type": "image/png"}}]
+    )
+    history = [
+        Content(role="user", parts=[Part(text="Book and compute")]),
+        Content(
+            role="model",
+            parts=[
+                Part(function_call=FunctionCall(id="fc-9", name="book", args={})),
+                Part(text="Booking."),
+                Part(executable_code=ExecutableCode(code="import time; time.sleep(9)")),
+            ],
+        ),
+        Content(role="user", parts=[Part(function_response=late)]),
+    ]
+    messages = to_chat(request(history=history), "tools").messages
+    assert [m["role"] for m in messages] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "tool",
+        "user",
+    ]
+    assert messages[3]["tool_call_id"] == "fc-9" and "later" in messages[3]["content"]
+    assert "interrupted" in messages[5]["content"]
+    assert messages[6]["content"] == '{"ok": true}\n[attached: image/png, 0 bytes]'
+    opened = to_chat(request(history=history[:2]), "tools").messages  # the call is the last thing said
+    assert opened[-1]["role"] == "tool" and "interrupted" in opened[-1]["content"]

@@ -78,8 +78,9 @@ async def test_interrupting_streamed_text(semantics_server: Server, interrupter:
 
 
 def job_tree(marker: str) -> list[int]:
-    """Host pids of a sandbox job's tree: the child whose command line carries `marker`, the job that
-    started it and the job's monitor (PID 1 of its namespace)."""
+    """pidfds of a sandbox job's process tree, opened while it runs: the child whose command line
+    carries `marker` and the job that started it. (Their parent, the sandbox's monitor, exits once it
+    has reaped them and reported, tearing down the job's namespaces; that is not the job's tree.)"""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -94,20 +95,18 @@ def job_tree(marker: str) -> list[int]:
     def parent(pid: int) -> int:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
-    job = parent(child)
-    return [child, job, parent(job)]
+    return [os.pidfd_open(pid) for pid in (child, parent(child))]
 
 
-def wait_exited(pids: list[int], timeout_s: float) -> float:
-    """Blocks until every pid has exited (pidfds poll readable then); returns when, as time.monotonic()."""
-    pidfds = [os.pidfd_open(pid) for pid in pids]
+def wait_exited(pidfds: list[int], timeout_s: float) -> float:
+    """Blocks until every process has exited (its pidfd polls readable); returns when (time.monotonic())."""
     try:
         pending = set(pidfds)
         deadline = time.monotonic() + timeout_s
         while pending:
             ready, _, _ = select.select(list(pending), [], [], max(0.0, deadline - time.monotonic()))
             if not ready:
-                raise AssertionError(f"processes {pids} still running after {timeout_s} s")
+                raise AssertionError(f"{len(pending)} processes still running after {timeout_s} s")
             pending -= set(ready)
         return time.monotonic()
     finally:

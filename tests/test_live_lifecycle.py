@@ -321,3 +321,58 @@ async def test_a_session_without_compression_ends_at_its_length_limit(certs: Pat
     assert float(time_left[:-1]) <= 4 - (resuming - started) + 0.01
     assert 3.5 <= ended - started <= 6.0
     assert "ok still here" in compressed.turn.text()
+
+
+async def test_not_resumable_while_a_call_is_open(semantics_server: Server) -> None:
+    """A NON_BLOCKING call still open when its turn ends: the update says not resumable, and no handle is
+    given until the result has been answered and that turn is complete."""
+    booking = types.FunctionDeclaration(
+        name="book_table", description="books", behavior=types.Behavior.NON_BLOCKING
+    )
+    cfg = config()
+    cfg.tools = [types.Tool(function_declarations=[booking])]
+    log = Log()
+    async with semantics_server.client().aio.live.connect(model=MODEL, config=cfg) as session:
+        await log.until(session, "update")
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="book a table")])
+        )
+        await log.until(session, "turn_complete")
+        await log.until(session, "update")
+        (call,) = log.turn.of("tool_call")[0]
+        await session.send_tool_response(
+            function_responses=[
+                types.FunctionResponse(id=call.id, name=call.name, response={"status": "booked"})
+            ]
+        )
+        await log.until(session, "turn_complete")
+        await log.until(session, "update")
+    assert log.turn.kinds() == [
+        "update", "tool_call", "text", "generation_complete", "turn_complete", "update",
+        "text", "generation_complete", "turn_complete", "update",
+    ]  # fmt: skip
+    assert log.turn.of("update") == [True, False, True]
+    assert len(log.handles) == 2
+
+
+async def test_a_state_with_an_open_call_is_not_saved(semantics_server: Server) -> None:
+    """Every handle resumes the newest saved state, so the state with the call open must not be saved."""
+    booking = types.FunctionDeclaration(
+        name="book_table", description="books", behavior=types.Behavior.NON_BLOCKING
+    )
+    cfg = config()
+    cfg.tools = [types.Tool(function_declarations=[booking])]
+    log, resumed = Log(), Log()
+    client = semantics_server.client()
+    async with client.aio.live.connect(model=MODEL, config=cfg) as session:
+        await log.until(session, "update")
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="book a table")])
+        )
+        await log.until(session, "turn_complete")
+        await log.until(session, "update")
+        async with client.aio.live.connect(model=MODEL, config=config(log.handles[0])) as again:
+            await resumed.until(again, "update")
+            await resumed.ask(again, "echo probe")
+    (usage,) = resumed.turn.of("turn_complete")
+    assert usage.prompt_token_count == 2  # "echo probe" alone: nothing of the booking turn came back

@@ -24,6 +24,8 @@ _OUTCOME_NOTES = {
     "OUTCOME_FAILED": "The code failed",
     "OUTCOME_DEADLINE_EXCEEDED": "The code ran out of time; its output so far",
 }
+_LATER = "(running in the background: its result will come in a later message)"
+_INTERRUPTED = "(no result: the run was interrupted)"
 # Gemini Schema fields whose JSON Schema spelling differs or that JSON Schema lacks.
 _SCHEMA_DROP = frozenset({"propertyOrdering", "example", "nullable"})
 
@@ -47,6 +49,7 @@ def to_chat(request: ModelRequest, mode: CodeMode, system_role: bool = True) -> 
     messages = _Messages(mode)
     for content in request.history:
         messages.add(content)
+    messages.settle()
     out = messages.out
     if system:
         text = "\n\n".join(system)
@@ -184,6 +187,8 @@ class _Messages:
         elif part.function_response is not None:
             response = part.function_response
             text = json.dumps(response.response or {}, ensure_ascii=False, default=str)
+            for blob in (p.inline_data for p in response.parts or [] if p.inline_data is not None):
+                text += f"\n[attached: {blob.mime_type or 'data'}, {len(blob.data)} bytes]"
             if self.mode == "fenced":
                 text = f"{fenced.HOST_MODULE}.{response.name} returned: {text}"
             self._result(response.name, text, response.id)
@@ -201,7 +206,17 @@ class _Messages:
             sep = "" if role == "assistant" or not last["content"] else "\n\n"
             last["content"] += sep + text
         else:
+            self.settle()
             self.out.append({"role": role, "content": text})
+
+    def settle(self) -> None:
+        """Answers calls still open where the conversation moves on, as chat APIs require every tool
+        call to be followed by its result: a NON_BLOCKING call whose result comes later, or code whose
+        run was interrupted."""
+        for call_id, name in self._open_calls:
+            note = _INTERRUPTED if name == RUN_PYTHON else _LATER
+            self.out.append({"role": "tool", "tool_call_id": call_id, "content": note})
+        self._open_calls.clear()
 
     def _note(self, role: str, text: str) -> None:
         """Non-text data is described, not sent; a figure joins the code result it belongs to."""

@@ -71,6 +71,7 @@ class _Collector:
             self.usage = GenerateContentUsage(
                 prompt_token_count=u.prompt_token_count,
                 candidates_token_count=u.response_token_count,
+                tool_use_prompt_token_count=u.tool_use_prompt_token_count,
                 total_token_count=u.total_token_count,
             )
 

@@ -32,6 +32,7 @@ class GenerateContentUsage(WireModel):
 
     prompt_token_count: int | None = None
     candidates_token_count: int | None = None
+    tool_use_prompt_token_count: int | None = None
     total_token_count: int | None = None
 
 

@@ -82,7 +82,8 @@ def test_bad_key_and_bad_body(server: Server) -> None:
     client = sync_client(server, api_key="wrong")
     with pytest.raises(errors.ClientError) as denied:
         client.models.generate_content(model="m", contents="hi")
-    assert denied.value.code == 403
+    assert denied.value.code == 400
+    assert denied.value.message == "API key not valid. Please pass a valid API key."
     response = httpx.post(f"{server.url}/v1beta/models/m:generateContent", content=b"{not json",
                           headers={"x-goog-api-key": API_KEY}, verify=server.ssl_context())  # fmt: skip
     assert response.status_code == 400 and response.json()["error"]["status"] == "INVALID_ARGUMENT"

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from live import logs
 from live.app import create_app
@@ -26,12 +26,25 @@ from live.backends.scripted import ScriptedBackend
 from live.certs import write_certs
 from live.config import Settings, load_settings
 from live.events import EventBus
+from live.files import FileStore
 from live.lifecycle import Lifecycle, LifecycleConfig
 from live.metrics import Metrics
 from live.processes import listen, serve_processes
 from live.services import Services
 from live.store import open_store
 from live.tokens import KeyLimits
+from live.voice import (
+    EspeakSynthesizer,
+    OpenAISpeechConfig,
+    OpenAISynthesizer,
+    OpenAITranscriber,
+    OpenAITranscriptionConfig,
+    PocketsphinxTranscriber,
+    SileroPool,
+    Synthesizer,
+    Transcriber,
+    VoiceEngines,
+)
 from sandbox import Executor, LocalPool
 from sandbox.mqtt import MqttPool
 
@@ -80,12 +93,43 @@ def make_lifecycle(settings: Settings, metrics: Metrics) -> Lifecycle:
     return Lifecycle(config, open_store(settings.resumption_store), limits, metrics)
 
 
+def make_voice(settings: Settings) -> VoiceEngines:
+    """Speech engines: embedded unless an upstream URL is configured."""
+
+    def secret(value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value else None
+
+    stt: Transcriber = (
+        OpenAITranscriber(
+            OpenAITranscriptionConfig(settings.stt_url, settings.stt_model, secret(settings.stt_key))
+        )
+        if settings.stt_url
+        else PocketsphinxTranscriber(settings.stt_decoders)
+    )
+    tts: Synthesizer = (
+        OpenAISynthesizer(
+            OpenAISpeechConfig(
+                settings.tts_url,
+                settings.tts_model,
+                secret(settings.tts_key),
+                default_voice=settings.tts_voice,
+                voices=settings.tts_voices,
+            )
+        )
+        if settings.tts_url
+        else EspeakSynthesizer()
+    )
+    return VoiceEngines(vad=SileroPool(), stt=stt, tts=tts)
+
+
 def make_services(settings: Settings) -> Services:
     metrics = Metrics()
     return Services(
         backends=make_backends(settings),
         executor=make_executor(settings),
+        files=FileStore(settings.files),
         lifecycle=make_lifecycle(settings, metrics),
+        voice=make_voice(settings),
         events=make_events(settings),
         metrics=metrics,
     )
@@ -121,6 +165,11 @@ def serve(args: argparse.Namespace) -> int:
         "upstream_url": args.upstream_url,
         "upstream_model": args.upstream_model,
         "upstream_key": args.upstream_key,
+        "stt_url": args.stt_url,
+        "stt_model": args.stt_model,
+        "tts_url": args.tts_url,
+        "tts_model": args.tts_model,
+        "tts_voice": args.tts_voice,
         "upstream_code_mode": args.upstream_code_mode,
         "executor": args.executor,
         "events": args.events,
@@ -146,6 +195,8 @@ def serve(args: argparse.Namespace) -> int:
         settings = load_settings(overrides, args.config)
     except ValidationError as e:
         raise SystemExit(f"openlive: {e}") from None
+    if args.files_dir is not None:
+        settings.files.directory = args.files_dir
     logs.configure(settings.log_level)
 
     def announce(port: int) -> None:
@@ -220,6 +271,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--upstream-key", help="the upstream's API key; env OPENLIVE_UPSTREAM_KEY")
     s.add_argument("--upstream-code-mode", choices=["tools", "fenced"], help="how the upstream runs code")
     s.add_argument("--code-deadline", type=float, help="seconds a code block may run (default 30)")
+    s.add_argument("--files-dir", type=Path, help="Files API storage (default ~/.local/share/openlive/files)")
     s.add_argument("--executor", help="where code runs: local (default) or mqtt://HOST:PORT (remote workers)")
     s.add_argument("--events", help="publish session events to mqtt://HOST:PORT")
     s.add_argument("--events-content", action="store_true", help="events include code, output and arguments")
@@ -239,6 +291,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--drain-grace-s", type=float, help="on shutdown, time for running turns (default 10)")
     s.add_argument("--max-sessions-per-key", type=int, help="concurrent Live sessions per API key")
     s.add_argument("--max-jobs-per-key", type=int, help="concurrent code jobs per API key")
+    s.add_argument("--stt-url", help="speech recognition upstream, OpenAI-compatible (default: pocketsphinx)")
+    s.add_argument("--stt-model", help="the transcription upstream's model (default whisper-1)")
+    s.add_argument("--tts-url", help="speech synthesis upstream, OpenAI-compatible (default: espeak-ng)")
+    s.add_argument("--tts-model", help="the speech upstream's model (default tts-1)")
+    s.add_argument("--tts-voice", help="the speech upstream's voice (default alloy)")
     s.add_argument("--log-level")
     s.add_argument("--config", type=Path, help="TOML file with the same settings")
     s.set_defaults(func=serve)

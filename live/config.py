@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from live.backends.openai_compat import OpenAIUpstreamConfig
+from live.files import FileLimits
 from sandbox import PoolConfig
 from sandbox.mqtt import BrokerConfig
 
@@ -69,7 +70,18 @@ class Settings(BaseSettings):
     events_content: bool = False  # events include code, output, text and function arguments
     broker: BrokerAuth = Field(default_factory=BrokerAuth)  # TOML [broker]: for --executor and --events
     workers: int = Field(1, ge=1, le=64)  # server processes on one port (SO_REUSEPORT)
+    files: FileLimits = Field(default_factory=FileLimits)  # TOML [files]; env OPENLIVE_FILES__DIRECTORY
     log_level: str = "info"
+    # Speech: pocketsphinx and espeak-ng embedded, or OpenAI-compatible audio upstreams when a URL is set.
+    stt_url: str | None = None  # e.g. http://127.0.0.1:8000/v1 (speaches, faster-whisper server, vLLM)
+    stt_model: str = "whisper-1"
+    stt_key: SecretStr | None = None
+    stt_decoders: int = 4  # pocketsphinx: utterances decoded at once (each decoder holds ~90 MB)
+    tts_url: str | None = None  # e.g. http://127.0.0.1:8880/v1 (speaches, Kokoro-FastAPI)
+    tts_model: str = "tts-1"
+    tts_key: SecretStr | None = None
+    tts_voice: str = "alloy"  # the upstream voice for every Gemini voice name not in tts_voices
+    tts_voices: dict[str, str] = Field(default_factory=dict)  # Gemini voice name -> upstream voice
 
     # Session lifecycle (live/lifecycle.py): connection and session limits, resumption, shutdown drain.
     max_connection_s: float = Field(600.0, gt=0)  # goAway, then close 1008, as Google after ~10 min

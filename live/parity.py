@@ -43,18 +43,14 @@ class Row:
 
 S, IGN, R = Status.SUPPORTED, Status.IGNORED, Status.REJECTED
 SENT, NOT = Status.SENT, Status.NOT_SENT
-NO_VOICE = "no audio or video yet (voice is coming)"
-
-
-def _non_text(modalities: list[str]) -> bool:
-    return any(m.upper() != "TEXT" for m in modalities)
+NO_VOICE = "no proactive or affective audio"
 
 
 FIELDS: dict[str, Row] = {
     # Client messages
     "ClientMessage.setup": Row(S),
     "ClientMessage.clientContent": Row(S),
-    "ClientMessage.realtimeInput": Row(S, "text and activity marks; see RealtimeInput"),
+    "ClientMessage.realtimeInput": Row(S, "audio, text and activity marks; see RealtimeInput"),
     "ClientMessage.toolResponse": Row(S),
     "ClientMessage.contextUpdate": Row(S, "SDK 3.4; instruction and tools change between turns"),
     "Setup.model": Row(S, "routed by name; unknown names close 1008 as Google"),
@@ -62,8 +58,8 @@ FIELDS: dict[str, Row] = {
     "Setup.systemInstruction": Row(S, "text parts"),
     "Setup.tools": Row(S),
     "Setup.realtimeInputConfig": Row(S, "see RealtimeInputConfig"),
-    "Setup.inputAudioTranscription": Row(IGN, "no audio input reaches the model yet: nothing to transcribe"),
-    "Setup.outputAudioTranscription": Row(IGN, "text output has no audio to transcribe"),
+    "Setup.inputAudioTranscription": Row(S, "inputTranscription of each utterance, finished: true"),
+    "Setup.outputAudioTranscription": Row(S, "outputTranscription of each spoken sentence"),
     "Setup.sessionResumption": Row(S, "sessionResumptionUpdate after setup and after each turn"),
     "Setup.contextWindowCompression": Row(S, "sliding window, counted in the backend's tokens"),
     "Setup.proactivity": Row(R, NO_VOICE),
@@ -71,13 +67,11 @@ FIELDS: dict[str, Row] = {
     "Setup.avatarConfig": Row(R, "no avatars"),
     "Setup.safetySettings": Row(IGN, "openlive filters nothing, so no threshold applies"),
     "Setup.labels": Row(IGN, "billing labels: nothing is billed"),
-    "GenerationConfig.responseModalities": Row(
-        S, "TEXT; AUDIO rejected until voice lands", refuses=_non_text, refused_example=["AUDIO"]
-    ),
+    "GenerationConfig.responseModalities": Row(S, "TEXT or AUDIO (the default: spoken by the speech engine)"),
     "GenerationConfig.temperature": Row(S, "llama, openai; the scripted model is deterministic"),
     "GenerationConfig.topP": Row(S, "llama, openai"),
     "GenerationConfig.topK": Row(S, "llama; openai as extra body field top_k"),
-    "GenerationConfig.maxOutputTokens": Row(S, "per model step"),
+    "GenerationConfig.maxOutputTokens": Row(S, "the whole turn's budget, code steps included"),
     "GenerationConfig.seed": Row(S, "llama, openai"),
     "GenerationConfig.candidateCount": Row(
         S, "1 only; more rejected (Live has one candidate)", refuses=lambda n: n != 1, refused_example=2
@@ -85,14 +79,26 @@ FIELDS: dict[str, Row] = {
     "GenerationConfig.presencePenalty": Row(S, "llama, openai"),
     "GenerationConfig.frequencyPenalty": Row(S, "llama, openai"),
     "GenerationConfig.mediaResolution": Row(IGN, "applies to video input, which is refused"),
-    "GenerationConfig.speechConfig": Row(IGN, "applies to audio output, which is refused"),
+    "GenerationConfig.speechConfig": Row(S, "voice and language of spoken answers"),
     "GenerationConfig.thinkingConfig": Row(IGN, "the backends do not think: no thoughts, no budget to spend"),
     "GenerationConfig.enableAffectiveDialog": Row(R, NO_VOICE),
     "GenerationConfig.translationConfig": Row(R, "no translation mode"),
-    "SpeechConfig.voiceConfig": Row(IGN, "with speechConfig"),
-    "SpeechConfig.languageCode": Row(IGN, "with speechConfig"),
-    "VoiceConfig.prebuiltVoiceConfig": Row(IGN, "with speechConfig"),
-    "PrebuiltVoiceConfig.voiceName": Row(IGN, "with speechConfig"),
+    "GenerationConfig.stopSequences": Row(S, "up to 5; the turn's text ends before the first one"),
+    "GenerationConfig.responseMimeType": Row(
+        S, "text/plain; application/json on llama (grammar) and openai (response_format), without tools"
+    ),
+    "GenerationConfig.responseSchema": Row(S, "with application/json: the output follows it"),
+    "GenerationConfig.responseJsonSchema": Row(S, "with application/json: the output follows it"),
+    "GenerationConfig.responseLogprobs": Row(R, "no log probabilities"),
+    "GenerationConfig.logprobs": Row(R, "no log probabilities"),
+    "GenerationConfig.enableEnhancedCivicAnswers": Row(R, "no civic-answer mode"),
+    "GenerationConfig.imageConfig": Row(R, "no image output"),
+    "SpeechConfig.voiceConfig": Row(S),
+    "SpeechConfig.languageCode": Row(S, "the synthesizer's language; 1007 when it cannot speak it"),
+    "VoiceConfig.prebuiltVoiceConfig": Row(S),
+    "PrebuiltVoiceConfig.voiceName": Row(
+        S, "the 30 Gemini voices, each a distinct espeak-ng voice; 1007 for others"
+    ),
     "ThinkingConfig.thinkingBudget": Row(IGN, "with thinkingConfig"),
     "ThinkingConfig.includeThoughts": Row(IGN, "with thinkingConfig"),
     "ThinkingConfig.thinkingLevel": Row(IGN, "with thinkingConfig"),
@@ -102,7 +108,7 @@ FIELDS: dict[str, Row] = {
     "Part.thought": Row(S, "thought parts stay in history but are not shown to the model"),
     "Part.thoughtSignature": Row(IGN, "opaque to the client; openlive signs nothing"),
     "Part.inlineData": Row(S, "attachments become files in the code's working directory"),
-    "Part.fileData": Row(IGN, "the model is told the URI; the file is not fetched"),
+    "Part.fileData": Row(S, "a Files API upload of the caller's: a file in the code's working directory"),
     "Part.executableCode": Row(S, "history"),
     "Part.codeExecutionResult": Row(S, "history"),
     "Part.functionCall": Row(S, "history"),
@@ -110,9 +116,9 @@ FIELDS: dict[str, Row] = {
     "Blob.mimeType": Row(S),
     "Blob.data": Row(S, "standard or URL-safe base64, padded or not"),
     "Blob.displayName": Row(S, "the attachment's file name"),
-    "FileData.mimeType": Row(IGN, "with fileData"),
-    "FileData.fileUri": Row(IGN, "with fileData"),
-    "FileData.displayName": Row(IGN, "with fileData"),
+    "FileData.mimeType": Row(S, "the upload's when absent"),
+    "FileData.fileUri": Row(S, "another key's, deleted or expired: 1008 as Google's 403"),
+    "FileData.displayName": Row(S, "the file's name for code; the upload's displayName when absent"),
     "ExecutableCode.language": Row(S, "PYTHON"),
     "ExecutableCode.code": Row(S),
     "ExecutableCode.id": Row(IGN, "code is matched to its result by order"),
@@ -150,20 +156,28 @@ FIELDS: dict[str, Row] = {
     "FunctionDeclaration.response": Row(IGN, "the model is not shown the response schema"),
     "FunctionDeclaration.responseJsonSchema": Row(IGN, "the model is not shown the response schema"),
     "FunctionDeclaration.behavior": Row(S, "BLOCKING holds the turn; NON_BLOCKING lets it go on"),
-    "RealtimeInputConfig.automaticActivityDetection": Row(S, "see AutomaticActivityDetection"),
-    "RealtimeInputConfig.activityHandling": Row(S, "START_OF_ACTIVITY_INTERRUPTS or NO_INTERRUPTION"),
-    "RealtimeInputConfig.turnCoverage": Row(S, "ALL_INPUT adds text sent outside activity to the next turn"),
-    "RealtimeInputConfig.interimTranscriptTimestampEnabled": Row(R, NO_VOICE),
-    "AutomaticActivityDetection.disabled": Row(S, "the client marks turns with activityStart/activityEnd"),
-    "AutomaticActivityDetection.startOfSpeechSensitivity": Row(R, NO_VOICE),
-    "AutomaticActivityDetection.endOfSpeechSensitivity": Row(R, NO_VOICE),
-    "AutomaticActivityDetection.prefixPaddingMs": Row(R, NO_VOICE),
-    "AutomaticActivityDetection.silenceDurationMs": Row(R, NO_VOICE),
-    "AudioTranscriptionConfig.languageCodes": Row(IGN, "with the transcription switch"),
-    "AudioTranscriptionConfig.customVocabulary": Row(IGN, "with the transcription switch"),
-    "AudioTranscriptionConfig.wordTimestamp": Row(IGN, "with the transcription switch"),
-    "AudioTranscriptionConfig.diarization": Row(IGN, "with the transcription switch"),
-    "AudioTranscriptionConfig.mode": Row(IGN, "with the transcription switch"),
+    "RealtimeInputConfig.automaticActivityDetection": Row(S, "Silero VAD"),
+    "RealtimeInputConfig.activityHandling": Row(
+        S, "NO_INTERRUPTION: speech and activityStart do not interrupt"
+    ),
+    "RealtimeInputConfig.turnCoverage": Row(S, "TURN_INCLUDES_ALL_INPUT keeps audio between activities"),
+    "RealtimeInputConfig.interimTranscriptTimestampEnabled": Row(R, "no interim transcripts"),
+    "AutomaticActivityDetection.disabled": Row(S, "activityStart/activityEnd mark the turn"),
+    "AutomaticActivityDetection.startOfSpeechSensitivity": Row(
+        S, "speech probability threshold, default padding"
+    ),
+    "AutomaticActivityDetection.endOfSpeechSensitivity": Row(
+        S, "silence probability threshold, default silence"
+    ),
+    "AutomaticActivityDetection.prefixPaddingMs": Row(S, "speech needed before a start is committed"),
+    "AutomaticActivityDetection.silenceDurationMs": Row(S, "silence that ends speech"),
+    "AudioTranscriptionConfig.languageCodes": Row(
+        S, "the embedded recogniser is English only (1008 otherwise)"
+    ),
+    "AudioTranscriptionConfig.customVocabulary": Row(S, "biases recognition toward these phrases"),
+    "AudioTranscriptionConfig.wordTimestamp": Row(R, "no word timestamps"),
+    "AudioTranscriptionConfig.diarization": Row(R, "no diarization"),
+    "AudioTranscriptionConfig.mode": Row(R, "one transcription mode"),
     "SessionResumptionConfig.handle": Row(S, "unknown, expired or another key's: 1008 as Google"),
     "SessionResumptionConfig.transparent": Row(R, "Vertex AI only; the SDK refuses it for the Gemini API"),
     "ContextWindowCompression.triggerTokens": Row(S, "default 80% of the model's window"),
@@ -174,15 +188,15 @@ FIELDS: dict[str, Row] = {
     "HistoryConfig.initialHistoryInClientContent": Row(S, "clientContent seeds until turnComplete"),
     "ClientContent.turns": Row(S),
     "ClientContent.turnComplete": Row(S, "false: turns join history, no generation"),
-    "RealtimeInput.audio": Row(R, NO_VOICE),
-    "RealtimeInput.video": Row(R, NO_VOICE),
+    "RealtimeInput.audio": Row(S, "audio/pcm;rate=N, resampled to 16 kHz"),
+    "RealtimeInput.video": Row(R, "no model here takes images"),
     "RealtimeInput.text": Row(S, "a user turn each; with detection disabled, part of the activity"),
-    "RealtimeInput.mediaChunks": Row(R, NO_VOICE),
-    "RealtimeInput.audioStreamEnd": Row(R, NO_VOICE),
+    "RealtimeInput.mediaChunks": Row(S, "audio chunks, in order; images refused"),
+    "RealtimeInput.audioStreamEnd": Row(S, "ends the current utterance"),
     "RealtimeInput.activityStart": Row(
         S, "needs automatic detection disabled; interrupts per activityHandling"
     ),
-    "RealtimeInput.activityEnd": Row(S, "the activity's text is the user turn"),
+    "RealtimeInput.activityEnd": Row(S, "the activity's text and transcript are the user turn"),
     "ToolResponse.functionResponses": Row(S),
     "ContextUpdate.systemInstruction": Row(S),
     "ContextUpdate.tools": Row(S, "a list, or {tools: [...]}; [] removes all"),
@@ -195,8 +209,8 @@ FIELDS: dict[str, Row] = {
     "ServerMessage.usageMetadata": Row(SENT, "with turnComplete"),
     "ServerMessage.goAway": Row(SENT, "before the connection limit and on shutdown"),
     "ServerMessage.sessionResumptionUpdate": Row(SENT, "when setup asked for resumption"),
-    "ServerMessage.voiceActivity": Row(NOT, NO_VOICE),
-    "ServerMessage.voiceActivityDetectionSignal": Row(NOT, NO_VOICE),
+    "ServerMessage.voiceActivity": Row(NOT, "optional; not sent"),
+    "ServerMessage.voiceActivityDetectionSignal": Row(NOT, "allowlisted only at Google"),
     "SetupComplete.sessionId": Row(SENT),
     "ServerContent.modelTurn": Row(SENT, "one part per message, as Gemini 2.5 Live"),
     "ServerContent.generationComplete": Row(SENT, "not on an interrupted turn"),
@@ -204,14 +218,14 @@ FIELDS: dict[str, Row] = {
     "ServerContent.interrupted": Row(SENT),
     "ServerContent.groundingMetadata": Row(NOT, "no grounding tools"),
     "ServerContent.urlContextMetadata": Row(NOT, "no URL context"),
-    "ServerContent.inputTranscription": Row(NOT, NO_VOICE),
-    "ServerContent.outputTranscription": Row(NOT, NO_VOICE),
-    "ServerContent.interimInputTranscription": Row(NOT, NO_VOICE),
+    "ServerContent.inputTranscription": Row(SENT),
+    "ServerContent.outputTranscription": Row(SENT),
+    "ServerContent.interimInputTranscription": Row(NOT, "no interim transcripts"),
     "ServerContent.turnCompleteReason": Row(SENT, "MALFORMED_FUNCTION_CALL, MAX_REGENERATION_REACHED"),
     "ServerContent.waitingForInput": Row(NOT),
-    "Transcription.text": Row(NOT, NO_VOICE),
-    "Transcription.finished": Row(NOT, NO_VOICE),
-    "Transcription.languageCode": Row(NOT, NO_VOICE),
+    "Transcription.text": Row(SENT),
+    "Transcription.finished": Row(SENT, "true on input transcriptions"),
+    "Transcription.languageCode": Row(NOT),
     "ToolCall.functionCalls": Row(SENT, "ids function-call-N, unique per session"),
     "ToolCallCancellation.ids": Row(SENT),
     "UsageMetadata.promptTokenCount": Row(SENT),
@@ -230,9 +244,9 @@ FIELDS: dict[str, Row] = {
     "SessionResumptionUpdate.newHandle": Row(SENT, "empty while not resumable"),
     "SessionResumptionUpdate.resumable": Row(SENT, "false while a turn, job or call is in flight"),
     "SessionResumptionUpdate.lastConsumedClientMessageIndex": Row(NOT, "only with transparent (Vertex AI)"),
-    "VoiceActivity.type": Row(NOT, NO_VOICE),
-    "VoiceActivity.audioOffset": Row(NOT, NO_VOICE),
-    "VoiceActivityDetectionSignal.vadSignalType": Row(NOT, NO_VOICE),
+    "VoiceActivity.type": Row(NOT, "voiceActivity is not sent"),
+    "VoiceActivity.audioOffset": Row(NOT, "voiceActivity is not sent"),
+    "VoiceActivityDetectionSignal.vadSignalType": Row(NOT, "not sent"),
 }
 
 

@@ -9,14 +9,19 @@ from dataclasses import dataclass
 
 from live import parity
 from live.activity import Activity
+from live.api_errors import ApiError
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
 from live.calls import CallScheduler, Scheduling
 from live.events import NO_EVENTS, SessionEvents
+from live.files import CallerFiles
+from live.generation import Unsupported, check
 from live.lifecycle import SessionLife
 from live.metrics import Metrics
 from live.transport import Transport, TransportClosed
 from live.turns import Conversation, TurnEngine, TurnLimits, TurnUsage
+from live.voice import SpeechTurn, VoiceEngines, truncate_unheard
+from live.voice.link import SessionVoice, VoiceSetup, is_turn_output
 from protocol import (
     ClientMessage,
     Content,
@@ -25,10 +30,12 @@ from protocol import (
     MessageTooLarge,
     Part,
     ProtocolError,
+    RealtimeInput,
     ServerContent,
     ServerMessage,
     Setup,
     SetupComplete,
+    Transcription,
     dump_server_message,
     parse_client_message,
 )
@@ -68,6 +75,7 @@ class _Live:
     engine: TurnEngine
     calls: CallScheduler
     activity: Activity
+    voice: SessionVoice
     seeding: bool  # historyConfig.initialHistoryInClientContent: clientContent seeds until turnComplete
 
 
@@ -84,11 +92,14 @@ class Session:
         session_id: str,
         metrics: Metrics,
         life: SessionLife,
+        voice: VoiceEngines,
         api_version: str = "v1beta",
         events: SessionEvents = NO_EVENTS,
+        files: CallerFiles | None = None,
     ) -> None:
         self.id = session_id
         self._life = life  # limits, goAway, resumption, compression (live/lifecycle.py)
+        self._files = files
         self._metrics = metrics
         self._transport = transport
         self._backends = backends
@@ -104,6 +115,8 @@ class Session:
         self._turn: asyncio.Task[None] | None = None
         self._interrupting = False
         self._closing = False
+        self._engines = voice
+        self._speech: SpeechTurn | None = None  # the spoken turn in progress, which orders its output
         self._log = logging.LoggerAdapter(log, {"session": session_id})
 
     # --- the interruption point and user input (voice calls these too) ---------------------------
@@ -143,6 +156,7 @@ class Session:
         whose start already interrupted: `await session.user_input([Content(role="user", parts=[...])],
         interrupts=False)`.
         """
+        self._resolve_files(contents)
         live = self._live
         if interrupts and not (live is not None and live.calls.waiting):
             await self.interrupt("input")
@@ -186,11 +200,13 @@ class Session:
             writer = tg.create_task(self._write())
             life = tg.create_task(self._life.run())
             turns = tg.create_task(self._serve_turns(live))
+            listener = tg.create_task(live.voice.input.run())
             try:
                 await self._read(live)
             finally:
                 life.cancel()
                 turns.cancel()
+                listener.cancel()
                 if self._turn is not None:
                     self._turn.cancel()
                     await asyncio.wait([self._turn])
@@ -209,14 +225,28 @@ class Session:
         backend = self._backends.resolve(setup.model, self._api_version)
         conv = _conversation(setup)
         conv.session = self.id
+        conv.files = self._files
+        try:
+            check(conv.generation, structured_output=backend.structured_output,
+                  tools=bool(conv.functions) or conv.code_execution, live=True)  # fmt: skip
+        except Unsupported as exc:
+            raise ProtocolError(1007, str(exc)) from None
         calls = CallScheduler(self._send, conv.non_blocking)
         engine = TurnEngine(backend, self._executor, self._limits.turn, self._emit, calls.call, self._metrics)
         history = setup.history_config
+        activity = Activity(setup.realtime_input_config, self)
+        voice = SessionVoice(
+            self._engines,
+            VoiceSetup.from_setup(setup, self._engines),
+            _VoiceHooks(self, activity),
+            lambda: (conv.system_instruction, conv.history),
+        )
         live = _Live(
             conv,
             engine,
             calls,
-            Activity(setup.realtime_input_config, self),
+            activity,
+            voice,
             seeding=bool(history and history.initial_history_in_client_content),
         )
         self._life.attach(conv, backend, self._emit, self._close, self._busy)
@@ -273,7 +303,7 @@ class Session:
             return
         live.seeding = False
         if msg.realtime_input is not None:
-            await live.activity.receive(msg.realtime_input)
+            await self._on_realtime_input(msg.realtime_input, live)
         elif msg.tool_response is not None:
             for response in msg.tool_response.function_responses:
                 await self._on_result(response, live)
@@ -289,7 +319,38 @@ class Session:
             await self.interrupt("function_result")
         await self.user_input(content, respond=late.scheduling != Scheduling.SILENT, interrupts=False)
 
+    async def _on_realtime_input(self, rt: RealtimeInput, live: _Live) -> None:
+        """Text and activity marks go to `Activity`; audio to the voice input, whose transcript ends a
+        manual activity (so `activityEnd` waits for it) or is the turn of a detected one."""
+        voice = live.voice
+        if rt.video is not None or any(
+            (b.mime_type or "").startswith("image/") for b in rt.media_chunks or []
+        ):
+            raise ProtocolError(1008, "realtimeInput.video is not supported: no model here takes images.")
+        if rt.activity_start is not None:
+            await live.activity.receive(RealtimeInput(activity_start=rt.activity_start))
+            voice.input.start()
+        if rt.text:
+            await live.activity.receive(RealtimeInput(text=rt.text))
+        for blob in [*([rt.audio] if rt.audio else []), *(rt.media_chunks or [])]:
+            await voice.input.audio(blob.mime_type, blob.data)
+        if rt.audio_stream_end:
+            voice.input.stream_end()
+        if rt.activity_end is not None:
+            if live.activity.automatic:  # refused there, with its reason
+                await live.activity.receive(RealtimeInput(activity_end=rt.activity_end))
+            voice.input.end()
+
     # --- turns ------------------------------------------------------------------------------------
+
+    def _resolve_files(self, turns: list[Content]) -> None:
+        """`fileData` parts must name the caller's live uploads (else the REST answer, as a close)."""
+        if self._files is None:
+            return
+        try:
+            self._files.resolve(turns)
+        except ApiError as exc:
+            raise ProtocolError(1007 if exc.code == 400 else 1008, exc.message) from None
 
     async def _serve_turns(self, live: _Live) -> None:
         """The one task that adds user input to the history and runs its turns, in arrival order."""
@@ -309,7 +370,7 @@ class Session:
     async def _run_turn(self, live: _Live, usage: TurnUsage) -> None:
         try:
             await self._life.before_turn()
-            await live.engine.run(live.conv, usage)
+            await self._generate(live, usage)
             self._life.after_turn(resumable=not live.calls.open)
         except asyncio.CancelledError:
             if self._interrupting:  # not the session ending
@@ -330,11 +391,29 @@ class Session:
             self._log.exception("turn failed")
             self._close(1011, INTERNAL_ERROR)
 
+    async def _generate(self, live: _Live, usage: TurnUsage) -> None:
+        """One model turn, spoken when the session answers in audio; an interrupted spoken turn keeps in
+        its history only the words the client's playback clock says were heard."""
+        speech = live.voice.speech_turn(self._emit_now)
+        if speech is None:
+            await live.engine.run(live.conv, usage)
+            return
+        start = len(live.conv.history)
+        self._speech = speech
+        try:
+            await speech.run(live.engine.run(live.conv, usage))
+        except asyncio.CancelledError:
+            truncate_unheard(live.conv.history, start, speech.heard_chars())
+            raise
+        finally:
+            self._speech = None
+
     def _busy(self) -> bool:
-        """A turn, a code job or a function call is in flight, or input waits: not resumable now."""
+        """A turn (with its code jobs and BLOCKING calls) runs or input waits for one: the session cannot
+        be resumed now, and a draining server gives it its grace period. Open NON_BLOCKING calls make
+        `after_turn` checkpoint a session as not resumable, but do not hold a drain."""
         running = self._turn is not None and not self._turn.done()
-        calls = self._live is not None and self._live.calls.open
-        return running or calls or not self._inbox.empty()
+        return running or not self._inbox.empty()
 
     # --- writing ----------------------------------------------------------------------------------
 
@@ -344,6 +423,12 @@ class Session:
             self._out.put_nowait(message)
 
     async def _emit(self, message: ServerMessage) -> None:
+        if self._speech is not None and is_turn_output(message):
+            await self._speech.emit(message)
+        else:
+            self._send(message)
+
+    async def _emit_now(self, message: ServerMessage) -> None:
         self._send(message)
 
     def _close(self, code: int, reason: str) -> None:
@@ -389,3 +474,31 @@ def _on_context_update(update: ContextUpdate, conv: Conversation) -> None:
         conv.system_instruction = update.system_instruction.text()
     if update.tools is not None:
         conv.set_tools(update.tools.tools)
+
+
+class _VoiceHooks:
+    """The session's answers to its voice input. Detected speech takes the floor and interrupts (unless
+    NO_INTERRUPTION); a transcript is the user turn: it ends a manual activity, or a detected one."""
+
+    def __init__(self, session: Session, activity: Activity) -> None:
+        self._session = session
+        self._activity = activity
+
+    async def speech_started(self) -> None:
+        self._session.hold(True)
+        if self._activity.interrupts:
+            await self._session.interrupt("voice")
+
+    async def transcribed(self, text: str) -> None:
+        session = self._session
+        live = session._live
+        if text and live is not None and live.voice.setup.input_transcription:
+            heard = Transcription(text=text, finished=True)
+            session._send(ServerMessage(server_content=ServerContent(input_transcription=heard)))
+        parts = [Part(text=text)] if text else []
+        if not self._activity.automatic:
+            await self._activity.end(parts)
+            return
+        if parts:
+            await session.user_input([Content(role="user", parts=parts)], interrupts=False)
+        session.hold(False)

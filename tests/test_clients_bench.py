@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import math
-import struct
 import subprocess
 import wave
 from collections.abc import Iterator
@@ -19,6 +16,7 @@ from clients.connection import dump_client_message, setup_message
 from clients.load_stats import BenchResult, Percentiles
 from clients.loadgen import voice_frames
 from tests.conftest import API_KEY, OPENLIVE, Server, start_server
+from tests.speech import speak
 
 
 @pytest.fixture(scope="module")
@@ -62,40 +60,60 @@ def test_code_load_reports_code_latency(bench_server: Server, tmp_path: Path) ->
     assert code.p99 is not None and code.p99 <= result["turn_complete_ms"]["p99"]
 
 
-async def refusal(server: Server, frames: list[str]) -> tuple[int | None, str | None]:
-    """Sends frames over a raw WebSocket; the close code and reason the server answers with."""
+async def spoken_turn(server: Server, frames: list[str]) -> list[str]:
+    """Sends frames over a raw WebSocket and reads one turn: setupComplete, each audio part's mime
+    type, and turnComplete, in arrival order."""
+    kinds: list[str] = []
     async with websockets.connect(
         server.live_url(), ssl=server.ssl_context(), additional_headers={"x-goog-api-key": API_KEY}
     ) as ws:
-        with contextlib.suppress(websockets.ConnectionClosed):
-            for frame in frames:
-                await ws.send(frame)
-            async with asyncio.timeout(30):
-                async for _ in ws:
-                    pass
-    return ws.close_code, ws.close_reason
+        for frame in frames:
+            await ws.send(frame)
+        async with asyncio.timeout(60):
+            async for raw in ws:
+                message = json.loads(raw)
+                content = message.get("serverContent", {})
+                parts = content.get("modelTurn", {}).get("parts", [])
+                kinds += ["setupComplete"] if "setupComplete" in message else []
+                kinds += [p["inlineData"]["mimeType"] for p in parts if "inlineData" in p]
+                if content.get("turnComplete"):
+                    return [*kinds, "turnComplete"]
+    return kinds
 
 
-async def test_voice_is_refused_clearly_until_voice_lands(bench_server: Server, tmp_path: Path) -> None:
-    """openlive refuses audio (1008 naming the field) until voice lands: each voice session of the bench
-    ends as one counted refusal, not a hang or a timeout."""
-    wav = tmp_path / "hello.wav"
+@pytest.fixture(scope="module")
+def voice_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A model that answers every turn in one word, so a spoken turn's playback is short."""
+    directory = tmp_path_factory.mktemp("voice-bench")
+    (directory / "script.yaml").write_text('{"rules": [], "fallback": "Yes."}')
+    srv = start_server(
+        certs, directory / "server.log", "--backend", "scripted", "--script", str(directory / "script.yaml")
+    )
+    yield srv
+    srv.stop()
+
+
+async def test_voice_turns_complete_with_spoken_answers(voice_server: Server, tmp_path: Path) -> None:
+    """Each voice turn is real speech (espeak-ng) and audioStreamEnd; each ends with audio received and
+    turnComplete, and the first audio is measured from the end of the user's speech."""
+    bench_server = voice_server
+    wav = tmp_path / "question.wav"
     with wave.open(str(wav), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(16000)
-        w.writeframes(b"".join(struct.pack("<h", int(3000 * math.sin(i / 8))) for i in range(8000)))
+        w.writeframes(speak("what is the sum of the first fifty prime numbers"))
     args = ["-n", "2", "-d", "0.5", "--ramp", "0", "--scenario", "voice", "--wav", str(wav)]
     proc, out = await asyncio.to_thread(run_bench, bench_server, tmp_path, *args, "--no-progress")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     result = BenchResult.model_validate_json(out.read_text())
-    assert (result.sessions_connected, result.turns_completed, result.errors) == (0, 0, {"closed 1008": 2})
-    assert proc.returncode == 1, proc.stdout + proc.stderr  # errors fail the run
-    # What the bench met, as a raw client sees it: its AUDIO setup, and its PCM after a text setup.
+    assert (result.sessions_connected, result.errors) == (2, {})
+    assert result.turns_completed >= 2
+    first = result.first_content_ms
+    assert first.count == result.turns_completed and first.p50 is not None and first.p50 > 0
+    # The same turn as a raw client sees it: PCM in, 24 kHz PCM out, then turnComplete.
     audio_setup = setup_message("m", code_execution=False, functions=[], modality="AUDIO")
-    code, reason = await refusal(bench_server, [dump_client_message(audio_setup)])
-    assert code == 1008 and reason and "responseModalities" in reason
-    text_setup = setup_message("m", code_execution=False, functions=[])
     pcm, _ = voice_frames(wav)
-    code, reason = await refusal(bench_server, [dump_client_message(text_setup), pcm[0]])
-    assert code == 1008 and reason and reason.startswith("realtimeInput.audio is not supported")
+    kinds = await spoken_turn(bench_server, [dump_client_message(audio_setup), *pcm])
+    assert kinds[0] == "setupComplete" and "audio/pcm;rate=24000" in kinds and kinds[-1] == "turnComplete"
     assert bench_server.proc.poll() is None

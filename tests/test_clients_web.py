@@ -257,18 +257,19 @@ def test_pcm_audio_chunks_play_back_to_back(page: Page, console_server: Server, 
         screenshot(page, "console-audio")
 
 
-def test_microphone_streams_16khz_pcm_and_shows_the_refusal(page: Page, console_server: Server) -> None:
-    """Until voice lands the server refuses audio input, naming the field; the console says so."""
+def test_microphone_streams_16khz_pcm(page: Page, console_server: Server) -> None:
     open_console(page, console_server.url)
     page.click("#mic")
-    expect(page.locator("#banner")).to_contain_text(
-        "Connection closed with 1008: realtimeInput.audio is not supported by openlive"
-    )
+    expect(page.locator("#mic")).to_have_attribute("aria-pressed", "true")
+    audio_frames = page.locator(".frame.out", has_text="realtimeInput audio")
+    expect(audio_frames.nth(4)).to_be_attached()
     sent = page.evaluate(
         """() => window.openlive.state.frames
             .filter(f => f.direction === 'out' && f.message.realtimeInput?.audio)
-            .map(f => f.message.realtimeInput.audio)"""
+            .slice(0, 5).map(f => f.message.realtimeInput.audio)"""
     )
-    assert sent and {a["mimeType"] for a in sent} == {"audio/pcm;rate=16000"}
+    assert {a["mimeType"] for a in sent} == {"audio/pcm;rate=16000"}
     assert all(len(base64.b64decode(a["data"])) == 1280 for a in sent)  # 40 ms of 16 kHz PCM16
-    expect(page.locator("#mic")).to_be_disabled()
+    page.click("#mic")
+    expect(page.locator(".frame.out", has_text="realtimeInput audioStreamEnd")).to_have_count(1)
+    expect(page.locator("#status")).to_have_attribute("data-state", "ready")  # the server took it all

@@ -98,30 +98,25 @@ async def test_silent_result_adds_to_context_without_output(semantics_server: Se
     assert second.text() == "echo: probe"
 
 
-async def test_when_idle_result_waits_for_the_current_turn(semantics_server: Server) -> None:
+@pytest.mark.parametrize(
+    ("scheduling", "story_kinds"),
+    [
+        ("WHEN_IDLE", ["text", "generation_complete", "turn_complete"]),  # the answer waits for the story
+        ("INTERRUPT", ["text", "interrupted", "turn_complete"]),  # the story is cut, then the answer
+    ],
+)
+async def test_result_during_another_turn_follows_its_scheduling(
+    semantics_server: Server, scheduling: str, story_kinds: list[str]
+) -> None:
     async with semantics_server.client().aio.live.connect(model=MODEL, config=booking_config()) as session:
         call = await book(session)
         await say(session, STORY)
         story = await receive_until(session, "text")
-        await answer(session, call, response={"status": "booked"}, scheduling="WHEN_IDLE")
+        await answer(session, call, response={"status": "booked"}, scheduling=scheduling)
         await receive_turn(session, story)
         update = await receive_turn(session)
-    assert story.kinds() == ["text", "generation_complete", "turn_complete"]  # not interrupted
-    assert story.text().endswith("and the end.")
-    assert update.kinds() == ["text", "generation_complete", "turn_complete"]
-    assert update.text() == 'Booking update: {"status": "booked"}'
-
-
-async def test_interrupt_result_cuts_the_current_turn_and_answers(semantics_server: Server) -> None:
-    async with semantics_server.client().aio.live.connect(model=MODEL, config=booking_config()) as session:
-        call = await book(session)
-        await say(session, STORY)
-        story = await receive_until(session, "text")
-        await answer(session, call, response={"status": "booked"}, scheduling="INTERRUPT")
-        await receive_turn(session, story)
-        update = await receive_turn(session)
-    assert story.kinds() == ["text", "interrupted", "turn_complete"]
-    assert not story.text().endswith("and the end.")
+    assert story.kinds() == story_kinds
+    assert story.text().endswith("and the end.") == (scheduling == "WHEN_IDLE")
     assert update.kinds() == ["text", "generation_complete", "turn_complete"]
     assert update.text() == 'Booking update: {"status": "booked"}'
 
@@ -168,3 +163,39 @@ async def test_function_response_parts_reach_the_model(semantics_server: Server)
         update = await receive_turn(session)
     status = json.dumps({"status": "booked"})
     assert update.text() == f"Booking update: {status} [image/png: 8 bytes]"
+
+
+async def test_non_blocking_function_called_from_code_returns_at_once(semantics_server: Server) -> None:
+    """The code gets None without waiting; the result comes later and is answered by its scheduling."""
+    cfg = config(declare("book_table", non_blocking=True), code=True)
+    async with semantics_server.client().aio.live.connect(model=MODEL, config=cfg) as session:
+        await say(session, "book from code")
+        turn = await receive_turn(session)
+        ((call,),) = turn.of("tool_call")
+        await answer(session, call, response={"status": "booked"})
+        update = await receive_turn(session)
+    assert turn.kinds() == ["code", "tool_call", "result", "text", "generation_complete", "turn_complete"]
+    assert call.name == "book_table" and call.args == {"people": 3}
+    assert turn.of("result") == [(types.Outcome.OUTCOME_OK, "None\n")]
+    assert update.text() == 'Booking update: {"status": "booked"}'
+
+
+async def next_update(session: live.AsyncSession) -> types.LiveServerSessionResumptionUpdate:
+    async for msg in session.receive():
+        if msg.session_resumption_update:
+            return msg.session_resumption_update
+    raise AssertionError("the turn ended without a sessionResumptionUpdate")
+
+
+async def test_an_open_non_blocking_call_makes_the_session_not_resumable(semantics_server: Server) -> None:
+    """Its results would be lost on another connection; once it is answered the session resumes again."""
+    cfg = booking_config()
+    cfg.session_resumption = types.SessionResumptionConfig()
+    async with semantics_server.client().aio.live.connect(model=MODEL, config=cfg) as session:
+        call = await book(session)
+        pending = await next_update(session)
+        await answer(session, call, response={"status": "booked"})
+        await receive_turn(session)
+        answered = await next_update(session)
+    assert not pending.resumable and not pending.new_handle
+    assert answered.resumable and answered.new_handle

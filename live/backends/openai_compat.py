@@ -32,6 +32,7 @@ from live.backends.base import (
 from live.backends.chat_format import RUN_PYTHON, CodeMode, sampling, to_chat
 from live.backends.errors import BackendError
 from live.backends.fenced import FencedStream
+from live.generation import output_schema
 
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
 _RETRYABLE = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
@@ -69,6 +70,8 @@ class _ToolCall:
 
 
 class OpenAIBackend:
+    structured_output = True  # JSON mode as the upstream's `response_format`
+
     def __init__(self, config: OpenAIUpstreamConfig) -> None:
         self.config = config
         self._client = openai.AsyncOpenAI(
@@ -86,6 +89,9 @@ class OpenAIBackend:
         config = self.config
         chat = to_chat(request, config.code_mode, config.system_role)
         params = sampling(request.generation)
+        schema = output_schema(request.generation)
+        if schema is not None:
+            params["response_format"] = response_format(schema)
         extra = dict(config.extra_body)
         if "top_k" in params:  # not an OpenAI parameter, but vLLM, SGLang, llama.cpp and Ollama take it
             extra["top_k"] = params.pop("top_k")
@@ -191,6 +197,13 @@ class OpenAIBackend:
         await self._client.close()
 
 
+def response_format(schema: dict[str, Any]) -> dict[str, Any]:
+    """JSON mode as OpenAI's `response_format`: a strict schema, or any JSON object for `{}`."""
+    if not schema:
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": True}}
+
+
 def _tool_event(calls: list[_ToolCall], request: ModelRequest) -> CodeCall | FunctionCalls | Finish:
     """The model's tool calls as one event: code first (the model sees its result before anything else).
 
@@ -229,15 +242,15 @@ def _arguments(arguments: str) -> dict[str, Any]:
 def upstream_error(exc: BaseException) -> BackendError:
     """Maps an upstream failure to a close code and a reason without secrets or upstream internals."""
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
-        return BackendError(1011, "the upstream model server timed out")
+        return BackendError(1011, "the upstream model server timed out", 504)
     if isinstance(exc, openai.APIConnectionError):
-        return BackendError(1011, "the upstream model server is unreachable")
+        return BackendError(1011, "the upstream model server is unreachable", 503)
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return BackendError(1008, f"the upstream model server refused the credentials ({exc.status_code})")
     if isinstance(exc, openai.NotFoundError):
         return BackendError(1008, "the upstream model server does not serve this model (404)")
     if isinstance(exc, openai.RateLimitError):
-        return BackendError(1011, "the upstream model server is rate limiting (429)")
+        return BackendError(1011, "the upstream model server is rate limiting (429)", 429)
     if isinstance(exc, openai.APIStatusError):
         if 400 <= exc.status_code < 500:
             return BackendError(1007, f"the upstream model server rejected the request ({exc.status_code})")

@@ -5,14 +5,12 @@ OpenAI-compatible `/v1/audio/transcriptions` upstream (speaches, faster-whisper 
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 import tempfile
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from pathlib import Path
-from typing import TypeVar
 
 import openai
 from pocketsphinx import Decoder
@@ -27,7 +25,6 @@ _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 # match at 0.95-1.0; unrelated speech yields fragments ("what plot", "the weather in") at 0.3-0.67.
 _PHRASE_MATCH = 0.8
 _BATCH_BYTES = 8 * 1024  # decode in batches of ~250 ms: fewer thread hops, still streaming
-_T = TypeVar("_T")
 
 
 class PocketsphinxTranscriber:
@@ -36,9 +33,9 @@ class PocketsphinxTranscriber:
     A general decoder holds ~90 MB, so those are pooled (at most `decoders` utterances are decoded at
     once; more wait). Audio is decoded on a worker thread while it arrives, so little is left at the
     end. The general language model is weak on unusual or synthetic speech, so when the conversation has
-    a vocabulary (custom vocabulary, instructions, earlier turns) a second, small decoder (8 ms and 7 MB
-    to make) reads the same audio against a language model of that vocabulary, and its reading wins
-    when it fits the sound as well as the general one.
+    a vocabulary (custom vocabulary, instructions, earlier turns) a small decoder reads the utterance
+    again against a language model of that vocabulary, and its reading wins when it is one of the
+    vocabulary's phrases.
     """
 
     def __init__(self, decoders: int = 4) -> None:
@@ -54,35 +51,27 @@ class PocketsphinxTranscriber:
                 self._free.append(general)
 
     async def _decode(self, general: Decoder, audio: AsyncIterable[bytes], vocabulary: Sequence[str]) -> str:
-        with tempfile.TemporaryDirectory(prefix="openlive-stt-") as directory:
-            known = _Vocabulary.of(general, vocabulary)
-            biased = await asyncio.to_thread(known.decoder, general, Path(directory))
-            decoders = [general] if biased is None else [general, biased]
-            await asyncio.to_thread(_each, decoders, lambda d: d.start_utt())
-            pending = bytearray()
-            try:
-                async for chunk in audio:
-                    pending += chunk
-                    if len(pending) >= _BATCH_BYTES:
-                        batch, pending = bytes(pending), bytearray()
-                        await asyncio.to_thread(_each, decoders, functools.partial(_feed, batch))
-            finally:
-                tail = bytes(pending)
-                readings = await asyncio.to_thread(_each, decoders, lambda d: _finish(d, tail))
-        if len(readings) == 2 and known.matches(readings[1], readings[0]):
-            return readings[1]
-        return readings[0]
+        await asyncio.to_thread(general.start_utt)
+        utterance = bytearray()
+        pending = bytearray()
+        try:
+            async for chunk in audio:
+                pending += chunk
+                if len(pending) >= _BATCH_BYTES:
+                    batch, pending = bytes(pending), bytearray()
+                    utterance += batch
+                    await asyncio.to_thread(general.process_raw, batch)
+        finally:
+            utterance += pending
+            reading = await asyncio.to_thread(_finish, general, bytes(pending))
+        known = _Vocabulary.of(general, vocabulary)
+        if not known.phrases or not utterance:
+            return reading
+        biased = await asyncio.to_thread(known.read, bytes(utterance))
+        return biased if known.matches(biased, reading) else reading
 
     async def close(self) -> None:
         self._free.clear()
-
-
-def _each(decoders: list[Decoder], step: Callable[[Decoder], _T]) -> list[_T]:
-    return [step(d) for d in decoders]
-
-
-def _feed(batch: bytes, decoder: Decoder) -> None:
-    decoder.process_raw(batch)
 
 
 def _new_decoder() -> Decoder:
@@ -109,23 +98,29 @@ class _Vocabulary:
                 phrases.append(words)
         return cls(phrases, pronunciations)
 
-    def decoder(self, general: Decoder, directory: Path) -> Decoder | None:
-        """A decoder that knows only these words, starting from the general one's cepstral mean."""
-        if not self.phrases:
-            return None
+    def read(self, utterance: bytes) -> str:
+        """The whole utterance decoded by a decoder that knows only these words (8 ms and 7 MB to make;
+        about 0.03 s per second of speech). Decoded at once, its cepstral mean is the utterance's own,
+        which reads a first utterance far better than a live estimate would."""
+        with tempfile.TemporaryDirectory(prefix="openlive-stt-") as name:
+            directory = Path(name)
+            self._write(directory)
+            decoder = Decoder(
+                samprate=INPUT_RATE,
+                loglevel="FATAL",
+                lm=str(directory / "vocabulary.arpa"),
+                dict=str(directory / "vocabulary.dict"),
+            )
+        decoder.start_utt()
+        decoder.process_raw(utterance, full_utt=True)
+        return _finish(decoder, b"")
+
+    def _write(self, directory: Path) -> None:
         lm = ArpaBoLM(text="\n".join(" ".join(p) for p in self.phrases), add_start=True)
         lm.compute()
         lm.write_file(str(directory / "vocabulary.arpa"))
         lines = "".join(f"{word} {phones}\n" for word, phones in self.pronunciations.items())
         (directory / "vocabulary.dict").write_text(lines)
-        decoder = Decoder(
-            samprate=INPUT_RATE,
-            loglevel="FATAL",
-            lm=str(directory / "vocabulary.arpa"),
-            dict=str(directory / "vocabulary.dict"),
-        )
-        decoder.set_cmn(general.get_cmn())
-        return decoder
 
     def matches(self, reading: str, general: str) -> bool:
         """The reading is (nearly) one whole phrase and not much shorter than the general reading."""

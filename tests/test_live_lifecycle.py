@@ -376,3 +376,23 @@ async def test_a_state_with_an_open_call_is_not_saved(semantics_server: Server) 
             await resumed.ask(again, "echo probe")
     (usage,) = resumed.turn.of("turn_complete")
     assert usage.prompt_token_count == 2  # "echo probe" alone: nothing of the booking turn came back
+
+
+async def test_a_handle_expires_its_ttl_after_the_session_ends(certs: Path, tmp_path: Path) -> None:
+    srv = serve(certs, tmp_path, "memory", "--resumption-ttl-s", "1")
+    try:
+        client = srv.client()
+        log = Log()
+        async with client.aio.live.connect(model=MODEL, config=config()) as session:
+            await log.until(session, "update")
+        async with client.aio.live.connect(model=MODEL, config=config(log.handles[-1])) as session:
+            await log.until(session, "update")  # within the TTL: resumed
+        ended = asyncio.get_running_loop().time()
+        await asyncio.sleep(1.5)  # the TTL passing is what is tested, not a synchronisation
+        with pytest.raises(errors.APIError) as caught:
+            async with client.aio.live.connect(model=MODEL, config=config(log.handles[-1])) as session:
+                await session.receive().__anext__()
+        assert asyncio.get_running_loop().time() - ended >= 1.0
+    finally:
+        srv.stop()
+    assert caught.value.code == 1008 and caught.value.details == SESSION_EXPIRED

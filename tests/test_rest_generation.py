@@ -67,6 +67,18 @@ def test_max_output_tokens_cuts_the_turn_with_max_tokens(rest_server: Server) ->
     )
 
 
+def test_max_output_tokens_is_the_whole_turns_budget(rest_server: Server) -> None:
+    """The code step spends the 3 tokens; the answer after the result gets none, so the turn ends there."""
+    config = types.GenerateContentConfig(tools=CODE.tools, max_output_tokens=3)
+    response = generate(rest_server, config, "list the working directory")
+    parts = (
+        response.candidates[0].content.parts if response.candidates and response.candidates[0].content else []
+    )
+    assert [bool(p.executable_code) for p in parts or []] == [True, False]  # the code, its result, no text
+    assert parts and parts[1].code_execution_result
+    assert response.candidates and response.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
+
+
 def test_code_results_count_as_tool_use_prompt(rest_server: Server) -> None:
     response = generate(rest_server, CODE, "list the working directory")
     usage = response.usage_metadata

@@ -203,6 +203,7 @@ class LlamaBackend:
             return stop.is_set() or self._closing.is_set()
 
         criteria = StoppingCriteriaList([count_and_check, *(formatted.stopping_criteria or [])])
+        limit = min(params["max_tokens"], room)
         finish = "stop"
         try:
             chunks = cast(
@@ -212,7 +213,7 @@ class LlamaBackend:
                     stream=True,
                     stop=formatted.stop,
                     stopping_criteria=criteria,
-                    **(params | {"max_tokens": min(params["max_tokens"], room)}),
+                    **(params | {"max_tokens": limit}),
                 ),
             )
             for chunk in chunks:
@@ -229,7 +230,7 @@ class LlamaBackend:
         emit(
             BackendError(1011, SHUTTING_DOWN, 503)
             if self._closing.is_set()
-            else _Done(finish, len(prompt), counted)
+            else _Done(finish, len(prompt), min(counted, limit))  # the criteria also see the token past it
         )
 
     def _format(self, messages: list[Message]) -> ChatFormatterResponse:

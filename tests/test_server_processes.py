@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 from tests.conftest import Server, start_server
 from tests.live_helpers import ask, text_config
-from tests.mqtt_helpers import Broker
+from tests.mqtt_helpers import Broker, wait_for
 from tests.test_live_lifecycle import Log, config, write_script
 from tests.test_live_tokens import mint, refused
 
@@ -108,3 +110,21 @@ async def test_ephemeral_tokens_are_counted_across_processes(two_processes: Serv
             assert (await ask(session, "say hi")).text() == "ok hi"
         error = await refused(two_processes, token, config())
         assert error.code == 1011 and error.details == "Token has been used too many times"
+
+
+def test_a_process_that_dies_is_replaced(two_processes: Server) -> None:
+    def processes_answering() -> set[int]:
+        seen = set()
+        for _ in range(40):
+            with httpx.Client(verify=two_processes.ssl_context() or True) as client:
+                seen.add(client.get(f"{two_processes.url}/healthz").json()["process"])
+            if len(seen) == 2:
+                break
+        return seen
+
+    before = processes_answering()
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    # The survivor keeps serving meanwhile; the supervisor starts a new process on the same port.
+    wait_for(lambda: len(after := processes_answering()) == 2 and victim not in after, 60, "a replacement")
+    assert two_processes.proc.poll() is None

@@ -9,10 +9,13 @@ from dataclasses import dataclass
 
 from live import parity
 from live.activity import Activity
+from live.api_errors import ApiError
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
 from live.calls import CallScheduler, Scheduling
 from live.events import NO_EVENTS, SessionEvents
+from live.files import CallerFiles
+from live.generation import Unsupported, check
 from live.lifecycle import SessionLife
 from live.metrics import Metrics
 from live.transport import Transport, TransportClosed
@@ -91,9 +94,11 @@ class Session:
         voice: VoiceEngines,
         api_version: str = "v1beta",
         events: SessionEvents = NO_EVENTS,
+        files: CallerFiles | None = None,
     ) -> None:
         self.id = session_id
         self._life = life  # limits, goAway, resumption, compression (live/lifecycle.py)
+        self._files = files
         self._metrics = metrics
         self._transport = transport
         self._backends = backends
@@ -150,6 +155,7 @@ class Session:
         whose start already interrupted: `await session.user_input([Content(role="user", parts=[...])],
         interrupts=False)`.
         """
+        self._resolve_files(contents)
         live = self._live
         if interrupts and not (live is not None and live.calls.waiting):
             await self.interrupt("input")
@@ -218,6 +224,12 @@ class Session:
         backend = self._backends.resolve(setup.model, self._api_version)
         conv = _conversation(setup)
         conv.session = self.id
+        conv.files = self._files
+        try:
+            check(conv.generation, structured_output=backend.structured_output,
+                  tools=bool(conv.functions) or conv.code_execution, live=True)  # fmt: skip
+        except Unsupported as exc:
+            raise ProtocolError(1007, str(exc)) from None
         calls = CallScheduler(self._send, conv.non_blocking)
         engine = TurnEngine(backend, self._executor, self._limits.turn, self._emit, calls.call, self._metrics)
         history = setup.history_config
@@ -331,6 +343,15 @@ class Session:
 
     # --- turns ------------------------------------------------------------------------------------
 
+    def _resolve_files(self, turns: list[Content]) -> None:
+        """`fileData` parts must name the caller's live uploads (else the REST answer, as a close)."""
+        if self._files is None:
+            return
+        try:
+            self._files.resolve(turns)
+        except ApiError as exc:
+            raise ProtocolError(1007 if exc.code == 400 else 1008, exc.message) from None
+
     async def _serve_turns(self, live: _Live) -> None:
         """The one task that adds user input to the history and runs its turns, in arrival order."""
         while True:
@@ -388,10 +409,11 @@ class Session:
             self._speech = None
 
     def _busy(self) -> bool:
-        """A turn, a code job or a function call is in flight, or input waits: not resumable now."""
+        """A turn (with its code jobs and BLOCKING calls) runs or input waits for one: the session cannot
+        be resumed now, and a draining server gives it its grace period. Open NON_BLOCKING calls make
+        `after_turn` checkpoint a session as not resumable, but do not hold a drain."""
         running = self._turn is not None and not self._turn.done()
-        calls = self._live is not None and self._live.calls.open
-        return running or calls or not self._inbox.empty()
+        return running or not self._inbox.empty()
 
     # --- writing ----------------------------------------------------------------------------------
 

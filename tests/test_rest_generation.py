@@ -79,6 +79,20 @@ def test_max_output_tokens_is_the_whole_turns_budget(rest_server: Server) -> Non
     assert response.candidates and response.candidates[0].finish_reason == types.FinishReason.MAX_TOKENS
 
 
+def test_a_call_to_an_undeclared_function_ends_malformed(rest_server: Server) -> None:
+    weather = types.FunctionDeclaration(name="get_weather")
+    config = types.GenerateContentConfig(
+        tools=[types.Tool(function_declarations=[weather])],
+        automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
+    )
+    response = generate(rest_server, config, "call a function you were not given")
+    assert not response.function_calls  # never sent to the client
+    assert (
+        response.candidates
+        and response.candidates[0].finish_reason == types.FinishReason.MALFORMED_FUNCTION_CALL
+    )
+
+
 def test_code_results_count_as_tool_use_prompt(rest_server: Server) -> None:
     response = generate(rest_server, CODE, "list the working directory")
     usage = response.usage_metadata

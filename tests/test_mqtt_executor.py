@@ -103,7 +103,7 @@ async def test_cancelling_run_kills_the_remote_job(pool: MqttPool) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert time.monotonic() - started < 0.5  # the cancel is published, not waited for
+    assert time.monotonic() - started < 2.0  # the cancel is published, not waited for (the job sleeps 60 s)
     # The workers' heartbeats show the job gone, long before its 60 s.
     await until(lambda: sum(w.running for w in pool.status().workers) == 0, 10, "the job to be killed")
 
@@ -137,7 +137,7 @@ async def test_no_worker_fails_fast_and_clearly(tmp_path: Path) -> None:
         await lonely.start()
         started = time.monotonic()
         result = await lonely.run(Job(code="print(1)"))
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0  # not the 3 s accept timeout, nor a connect wait
         assert result.outcome == Outcome.FAILED
         assert result.output == f"[sandbox] no sandbox worker is connected to {empty.url}; try again later"
         assert lonely.status().state == "degraded"

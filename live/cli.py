@@ -104,7 +104,7 @@ def make_voice(settings: Settings) -> VoiceEngines:
             OpenAITranscriptionConfig(settings.stt_url, settings.stt_model, secret(settings.stt_key))
         )
         if settings.stt_url
-        else PocketsphinxTranscriber(settings.stt_decoders)
+        else PocketsphinxTranscriber(settings.stt_workers)
     )
     tts: Synthesizer = (
         OpenAISynthesizer(

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     stt_url: str | None = None  # e.g. http://127.0.0.1:8000/v1 (speaches, faster-whisper server, vLLM)
     stt_model: str = "whisper-1"
     stt_key: SecretStr | None = None
-    stt_decoders: int = 4  # pocketsphinx: utterances decoded at once (each decoder holds ~90 MB)
+    stt_workers: int = 4  # pocketsphinx processes: utterances read at once (each holds ~100 MB)
     tts_url: str | None = None  # e.g. http://127.0.0.1:8880/v1 (speaches, Kokoro-FastAPI)
     tts_model: str = "tts-1"
     tts_key: SecretStr | None = None

@@ -6,14 +6,17 @@ schemas are added here under the names the routes reference.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from protocol import ErrorResponse
+
 REF_TEMPLATE = "#/components/schemas/{model}"
+ERROR = REF_TEMPLATE.format(model="ErrorResponse")
 
 
 def install(app: FastAPI, bodies: list[type[BaseModel]]) -> None:
@@ -25,8 +28,19 @@ def install(app: FastAPI, bodies: list[type[BaseModel]]) -> None:
                 summary="The Gemini REST API surface served by openlive (the Live API is a WebSocket).",
                 routes=app.routes,
             )
-            _, defs = models_json_schema([(m, "validation") for m in bodies], ref_template=REF_TEMPLATE)
+            documented: list[type[BaseModel]] = [*bodies, ErrorResponse]
+            models: list[tuple[type[BaseModel], Literal["validation"]]] = [
+                (m, "validation") for m in documented
+            ]
+            _, defs = models_json_schema(models, ref_template=REF_TEMPLATE)
+            for operation in (op for path in schema["paths"].values() for op in path.values()):
+                # FastAPI documents a 422 for bad parameters; openlive answers those 400, Google's way
+                if operation.get("responses", {}).pop("422", None) is not None:
+                    operation["responses"].setdefault("400", {"description": "Invalid argument",
+                        "content": {"application/json": {"schema": {"$ref": ERROR}}}})  # fmt: skip
             components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for unused in ("HTTPValidationError", "ValidationError"):
+                components.pop(unused, None)
             for name, definition in defs.get("$defs", {}).items():
                 components.setdefault(name, definition)
             app.openapi_schema = schema

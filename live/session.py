@@ -21,7 +21,7 @@ from live.metrics import Metrics
 from live.transport import Transport, TransportClosed
 from live.turns import Conversation, TurnEngine, TurnLimits, TurnUsage
 from live.voice import SpeechTurn, VoiceEngines, truncate_unheard
-from live.voice.link import SessionVoice, VoiceSetup, is_turn_output
+from live.voice.link import SessionVoice, TranscriptTurns, VoiceSetup, is_turn_output
 from protocol import (
     ClientMessage,
     Content,
@@ -35,7 +35,6 @@ from protocol import (
     ServerMessage,
     Setup,
     SetupComplete,
-    Transcription,
     dump_server_message,
     parse_client_message,
 )
@@ -235,10 +234,11 @@ class Session:
         engine = TurnEngine(backend, self._executor, self._limits.turn, self._emit, calls.call, self._metrics)
         history = setup.history_config
         activity = Activity(setup.realtime_input_config, self)
+        voice_setup = VoiceSetup.from_setup(setup, self._engines)
         voice = SessionVoice(
             self._engines,
-            VoiceSetup.from_setup(setup, self._engines),
-            _VoiceHooks(self, activity),
+            voice_setup,
+            TranscriptTurns(self, activity, self._send, voice_setup.input_transcription),
             lambda: (conv.system_instruction, conv.history),
         )
         live = _Live(
@@ -474,31 +474,3 @@ def _on_context_update(update: ContextUpdate, conv: Conversation) -> None:
         conv.system_instruction = update.system_instruction.text()
     if update.tools is not None:
         conv.set_tools(update.tools.tools)
-
-
-class _VoiceHooks:
-    """The session's answers to its voice input. Detected speech takes the floor and interrupts (unless
-    NO_INTERRUPTION); a transcript is the user turn: it ends a manual activity, or a detected one."""
-
-    def __init__(self, session: Session, activity: Activity) -> None:
-        self._session = session
-        self._activity = activity
-
-    async def speech_started(self) -> None:
-        self._session.hold(True)
-        if self._activity.interrupts:
-            await self._session.interrupt("voice")
-
-    async def transcribed(self, text: str) -> None:
-        session = self._session
-        live = session._live
-        if text and live is not None and live.voice.setup.input_transcription:
-            heard = Transcription(text=text, finished=True)
-            session._send(ServerMessage(server_content=ServerContent(input_transcription=heard)))
-        parts = [Part(text=text)] if text else []
-        if not self._activity.automatic:
-            await self._activity.end(parts)
-            return
-        if parts:
-            await session.user_input([Content(role="user", parts=parts)], interrupts=False)
-        session.hold(False)

@@ -12,6 +12,7 @@ import pytest
 from google.genai import types
 
 from tests.conftest import Server, start_server
+from tests.llama_upstream import Upstream
 from tests.test_rest import sync_client
 
 pytestmark = pytest.mark.llama
@@ -81,3 +82,30 @@ def test_count_tokens_is_the_prompt_the_model_reads(llama_server: Server) -> Non
         )  # fmt: skip
     assert counted.total_tokens and counted.total_tokens > 7  # the chat template's tokens count too
     assert used.usage_metadata and used.usage_metadata.prompt_token_count == counted.total_tokens
+
+
+@pytest.fixture(scope="module")
+def upstream_server(
+    certs: Path, tools_upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """openlive in front of a real OpenAI-compatible server (llama_cpp.server), served as `smollm2`."""
+    directory = tmp_path_factory.mktemp("upstream-rest")
+    (directory / "openlive.toml").write_text(
+        f'[[upstreams]]\nbase_url = "{tools_upstream.base_url}"\nmodel = "smollm2"\n'
+        'json_mode = "json_object"\n'  # the form llama_cpp.server takes
+    )
+    srv = start_server(certs, directory / "server.log", "--backend", "openai",
+                       "--config", str(directory / "openlive.toml"))  # fmt: skip
+    yield srv
+    srv.stop()
+
+
+def test_structured_output_through_an_openai_compatible_upstream(upstream_server: Server) -> None:
+    config = types.GenerateContentConfig(
+        response_mime_type="application/json", response_schema=City, max_output_tokens=120, temperature=0.0
+    )
+    with sync_client(upstream_server) as client:
+        response = client.models.generate_content(
+            model="smollm2", contents="Describe the city of Lisbon.", config=config
+        )
+    assert isinstance(response.parsed, City), response.text  # the upstream held it to the schema

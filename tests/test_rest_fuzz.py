@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 
+import httpx
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.openapi import from_url
@@ -52,3 +53,24 @@ def test_no_request_gets_a_server_error_or_a_traceback(rest_server: Server) -> N
         answers_deliberately()
     assert tried >= EXAMPLES * (len(operations) - 1) // 2  # most operations generated their examples
     assert time.monotonic() - started < 60
+
+
+def test_the_document_describes_what_the_server_answers(rest_server: Server) -> None:
+    doc = httpx.get(f"{rest_server.url}/openapi.json", verify=rest_server.ssl_context()).json()
+    assert {
+        "/{version}/models/{model}:generateContent", "/{version}/models/{model}:streamGenerateContent",
+        "/{version}/models/{model}:countTokens", "/{version}/models", "/{version}/models/{model}",
+        "/upload/{version}/files", "/{version}/files", "/{version}/files/{file_id}",
+        "/{version}/files/{file_id}:download",
+    } <= set(doc["paths"])  # fmt: skip
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            codes = operation["responses"]
+            assert "422" not in codes, f"{method} {path}"  # invalid parameters are answered 400
+            for code, answer in codes.items():
+                if code.startswith(("4", "5")):
+                    schema = answer["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, f"{method} {path} {code}"
+    generate = doc["paths"]["/{version}/models/{model}:generateContent"]["post"]
+    body = generate["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert "contents" in doc["components"]["schemas"][body]["properties"]

@@ -13,7 +13,7 @@ import aiomqtt
 import httpx
 import pytest
 
-from tests.conftest import Server, start_server
+from tests.conftest import API_KEY, Server, start_server
 from tests.live_helpers import ask, text_config
 from tests.mqtt_helpers import Broker, wait_for
 from tests.test_live_lifecycle import Log, config, write_script
@@ -128,3 +128,32 @@ def test_a_process_that_dies_is_replaced(two_processes: Server) -> None:
     # The survivor keeps serving meanwhile; the supervisor starts a new process on the same port.
     wait_for(lambda: len(after := processes_answering()) == 2 and victim not in after, 60, "a replacement")
     assert two_processes.proc.poll() is None
+
+
+def test_uploads_and_files_are_shared_by_the_processes(two_processes: Server) -> None:
+    """Each request below opens its own connection, so any of them may reach either process: the upload's
+    start, its two chunks, and the get all find the same store (24 requests in one process: 2**-23)."""
+    verify = two_processes.ssl_context()
+    key = {"x-goog-api-key": API_KEY}
+    for i in range(6):
+        data = f"x,y\n{i},{i * i}\n".encode()
+        start = httpx.post(
+            f"{two_processes.url}/upload/v1beta/files",
+            json={"file": {"displayName": f"rows{i}.csv"}},
+            headers=key | {"X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
+                           "X-Goog-Upload-Header-Content-Length": str(len(data)),
+                           "X-Goog-Upload-Header-Content-Type": "text/csv"},
+            verify=verify,
+        )  # fmt: skip
+        upload = start.headers["x-goog-upload-url"]
+        half = len(data) // 2
+        chunk = {"X-Goog-Upload-Command": "upload", "X-Goog-Upload-Offset": "0"}
+        first = httpx.post(upload, content=data[:half], verify=verify, headers=chunk)
+        assert first.status_code == 200 and first.headers["x-goog-upload-status"] == "active"
+        final = httpx.post(upload, content=data[half:], verify=verify,
+                           headers={"X-Goog-Upload-Command": "upload, finalize",
+                                    "X-Goog-Upload-Offset": str(half)})  # fmt: skip
+        assert final.status_code == 200, final.text
+        name = final.json()["file"]["name"]
+        got = httpx.get(f"{two_processes.url}/v1beta/{name}", headers=key, verify=verify)
+        assert got.status_code == 200 and got.json()["sizeBytes"] == str(len(data))

@@ -132,7 +132,14 @@ def transcribe_reply(pcm: bytes, expected: str) -> str:
         for chunk in chunks(at_16k):
             yield chunk
 
-    return asyncio.run(PocketsphinxTranscriber(1).transcribe(stream(), [expected]))
+    async def transcribe() -> str:
+        stt = PocketsphinxTranscriber(1)
+        try:
+            return await stt.transcribe(stream(), [expected])
+        finally:
+            await stt.close()
+
+    return asyncio.run(transcribe())
 
 
 async def test_spoken_question_is_answered_with_code_and_speech(voice_server: Server) -> None:

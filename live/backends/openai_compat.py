@@ -13,7 +13,7 @@ import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import openai
 from openai.types.chat import ChatCompletionChunk
@@ -48,6 +48,9 @@ class OpenAIUpstreamConfig(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     extra_body: dict[str, Any] = Field(default_factory=dict)  # upstream-specific request fields, sent as is
     code_mode: CodeMode = "tools"
+    # JSON mode: OpenAI's `json_schema` (vLLM, SGLang, hosted APIs), or `json_object` with a `schema` key
+    # (llama-cpp-python's server and llama.cpp's accept that form)
+    json_mode: Literal["json_schema", "json_object"] = "json_schema"
     system_role: bool = True  # False for templates that reject system messages (Gemma)
     max_tokens: int | None = None  # per model step, when the client sets no maxOutputTokens
     connect_timeout_s: float = 5.0
@@ -91,7 +94,7 @@ class OpenAIBackend:
         params = sampling(request.generation)
         schema = output_schema(request.generation)
         if schema is not None:
-            params["response_format"] = response_format(schema)
+            params["response_format"] = response_format(schema, config.json_mode)
         extra = dict(config.extra_body)
         if "top_k" in params:  # not an OpenAI parameter, but vLLM, SGLang, llama.cpp and Ollama take it
             extra["top_k"] = params.pop("top_k")
@@ -197,10 +200,12 @@ class OpenAIBackend:
         await self._client.close()
 
 
-def response_format(schema: dict[str, Any]) -> dict[str, Any]:
-    """JSON mode as OpenAI's `response_format`: a strict schema, or any JSON object for `{}`."""
+def response_format(schema: dict[str, Any], mode: str = "json_schema") -> dict[str, Any]:
+    """JSON mode as the upstream's `response_format`: the schema in the form it takes; `{}`: any JSON."""
     if not schema:
         return {"type": "json_object"}
+    if mode == "json_object":
+        return {"type": "json_object", "schema": schema}
     return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": True}}
 
 

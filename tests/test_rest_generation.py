@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -150,27 +151,50 @@ async def test_live_setup_refuses_what_it_cannot_honour(rest_server: Server) -> 
     assert closed.value.code == 1007 and "responseMimeType application/json" in str(closed.value.details)
 
 
-def test_a_client_that_goes_away_cancels_the_turn_and_its_job(rest_server: Server) -> None:
-    verify = rest_server.ssl_context()
+class _Sandbox:
+    """The server's running-job count, from /healthz."""
 
-    def running() -> int:
-        status: int = httpx.get(f"{rest_server.url}/healthz", verify=verify).json()["sandbox"]["running"]
-        return status
+    def __init__(self, server: Server) -> None:
+        self.url = f"{server.url}/healthz"
+        self.verify = server.ssl_context()
 
-    def wait_for(want: int) -> bool:
+    def running(self) -> int:
+        count: int = httpx.get(self.url, verify=self.verify).json()["sandbox"]["running"]
+        return count
+
+    def reaches(self, want: int) -> bool:
         deadline = time.monotonic() + 15
-        while running() != want and time.monotonic() < deadline:
+        while self.running() != want and time.monotonic() < deadline:
             time.sleep(0.05)
-        return running() == want
+        return self.running() == want
 
+
+SLEEP_LONG = {
+    "contents": [{"role": "user", "parts": [{"text": "sleep long"}]}],
+    "tools": [{"codeExecution": {}}],
+}
+
+
+def test_a_client_that_leaves_a_stream_cancels_the_turn_and_its_job(rest_server: Server) -> None:
+    sandbox = _Sandbox(rest_server)
     url = f"{rest_server.url}/v1beta/models/{MODEL}:streamGenerateContent?alt=sse"
-    body = {
-        "contents": [{"role": "user", "parts": [{"text": "sleep long"}]}],
-        "tools": [{"codeExecution": {}}],
-    }
-    with httpx.stream("POST", url, json=body, headers={"x-goog-api-key": API_KEY}, verify=verify) as response:
+    headers = {"x-goog-api-key": API_KEY}
+    with httpx.stream("POST", url, json=SLEEP_LONG, headers=headers, verify=sandbox.verify) as response:
         lines = response.iter_lines()
         assert any("executableCode" in line for line in lines)
-        assert wait_for(1)  # the job sleeps 25 s; the stream stays open meanwhile
+        assert sandbox.reaches(1)  # the job sleeps 25 s; the stream stays open meanwhile
         lines.close()  # closes the connection: the client goes away
-    assert wait_for(0)  # the job went with the client, long before its 25 s
+    assert sandbox.reaches(0)  # the job went with the client, long before its 25 s
+
+
+def test_a_client_that_stops_waiting_for_an_answer_cancels_the_job(rest_server: Server) -> None:
+    sandbox = _Sandbox(rest_server)
+    url = f"{rest_server.url}/v1beta/models/{MODEL}:generateContent"
+    headers = {"x-goog-api-key": API_KEY}
+    with ThreadPoolExecutor(1) as pool:
+        gave_up = pool.submit(httpx.post, url, json=SLEEP_LONG, headers=headers, verify=sandbox.verify,
+                              timeout=httpx.Timeout(10, read=4))  # fmt: skip
+        assert sandbox.reaches(1)
+        with pytest.raises(httpx.ReadTimeout):
+            gave_up.result()  # the client closes its connection after 4 s without an answer
+    assert sandbox.reaches(0)

@@ -73,7 +73,6 @@ def test_health_answers_from_either_process(two_processes: Server) -> None:
 async def test_a_session_resumes_on_either_process(two_processes: Server, broker: Broker) -> None:
     """The processes share one SQLite store, so a handle from one resumes the session on the other."""
     client = two_processes.client()
-    served_by: list[int] = []
     async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as events:
         await events.subscribe("openlive/sessions/+/session_started", qos=1)
         messages = aiter(events.messages)
@@ -86,18 +85,20 @@ async def test_a_session_resumes_on_either_process(two_processes: Server, broker
         async with client.aio.live.connect(model=MODEL, config=config()) as session:
             await log.until(session, "update")
             await log.ask(session, "remember 7")
-        first = await process()
+        verified = {await process(): False}
         for _ in range(40):  # each resumption is a new connection: the kernel picks the process
             resumed = Log()
             async with client.aio.live.connect(model=MODEL, config=config(log.handles[-1])) as session:
                 await resumed.until(session, "update")
-                await resumed.ask(session, "what did the code print?")
-            assert "The code printed 21." in resumed.turn.text()
+                served_by = await process()
+                if not verified.get(served_by):  # once per process: each question adds to the history
+                    await resumed.ask(session, "what did the code print?")
+                    assert "The code printed 21." in resumed.turn.text()
+                    verified[served_by] = True
             log.handles += resumed.handles
-            served_by.append(await process())
-            if {first, *served_by} == set(served_by) and len(set(served_by)) == 2:
+            if len(verified) == 2 and all(verified.values()):
                 break
-    assert len(set(served_by)) == 2 and first in served_by  # resumed on the other process and on its own
+    assert len(verified) == 2 and all(verified.values())  # resumed with its history on both processes
 
 
 async def test_ephemeral_tokens_are_counted_across_processes(two_processes: Server) -> None:
@@ -117,7 +118,10 @@ def test_a_process_that_dies_is_replaced(two_processes: Server) -> None:
         seen = set()
         for _ in range(40):
             with httpx.Client(verify=two_processes.ssl_context() or True) as client:
-                seen.add(client.get(f"{two_processes.url}/healthz").json()["process"])
+                try:
+                    seen.add(client.get(f"{two_processes.url}/healthz").json()["process"])
+                except httpx.TransportError:  # accepted by the killed process just before it died
+                    continue
             if len(seen) == 2:
                 break
         return seen

@@ -18,17 +18,21 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from live import api_errors, openapi
 from live.config import Settings
 from live.events import NO_EVENTS
+from live.files import CallerFiles
+from live.files_api import files_router
 from live.lifecycle import SHUTDOWN_REASON
 from live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from live.rest import rest_router
+from live.rest_common import Caller
 from live.services import Services
 from live.session import Session, SessionLimits
 from live.tokens import identify, token_router
 from live.transport import StarletteTransport, TransportClosed
 from live.turns import TurnLimits
-from protocol import ProtocolError
+from protocol import CountTokensRequest, GenerateContentRequest, ProtocolError
 
 log = logging.getLogger("openlive.app")
 
@@ -83,24 +87,30 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         nonlocal services
         services = make_services(settings)
+        services.files.open()
         await services.executor.start()
         sample_services(services)
         if services.events is not None:
             await services.events.start()
         tune_gc()
+        sweeper = asyncio.create_task(services.files.sweep_forever())
         try:
             if on_ready is not None:
                 on_ready()
             yield
         finally:
+            sweeper.cancel()
             if services.events is not None:
                 await services.events.close()
             await services.executor.close()
             await services.backends.close()
             await services.voice.close()
             await services.lifecycle.store.close()
+            services.files.close()
 
     app = FastAPI(title="openlive", lifespan=lifespan, docs_url=None, redoc_url=None)
+    api_errors.install(app)
+    openapi.install(app, [GenerateContentRequest, CountTokensRequest])
 
     async def drain() -> None:
         if services is not None:
@@ -122,7 +132,9 @@ def create_app(
         assert services is not None
         return services
 
-    app.include_router(rest_router(settings.api_keys, limits, running))
+    caller = Caller(settings.api_keys)
+    app.include_router(rest_router(caller, limits, running))
+    app.include_router(files_router(lambda: running().files, caller))
     app.include_router(
         token_router(
             settings.api_keys,
@@ -191,6 +203,7 @@ def create_app(
                     life=s.lifecycle.open(caller),
                     voice=s.voice,
                     events=s.events.session(session_id) if s.events else NO_EVENTS,
+                    files=CallerFiles(s.files, caller.owner),
                 )
                 await session.serve()
         except ProtocolError as exc:

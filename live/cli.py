@@ -25,6 +25,7 @@ from live.backends.scripted import ScriptedBackend
 from live.certs import write_certs
 from live.config import Settings, load_settings
 from live.events import EventBus
+from live.files import FileStore
 from live.lifecycle import Lifecycle, LifecycleConfig
 from live.metrics import Metrics
 from live.processes import listen, serve_processes
@@ -102,7 +103,7 @@ def make_voice(settings: Settings) -> VoiceEngines:
             OpenAITranscriptionConfig(settings.stt_url, settings.stt_model, secret(settings.stt_key))
         )
         if settings.stt_url
-        else PocketsphinxTranscriber(settings.stt_decoders)
+        else PocketsphinxTranscriber(settings.stt_workers)
     )
     tts: Synthesizer = (
         OpenAISynthesizer(
@@ -125,6 +126,7 @@ def make_services(settings: Settings) -> Services:
     return Services(
         backends=make_backends(settings),
         executor=make_executor(settings),
+        files=FileStore(settings.files),
         lifecycle=make_lifecycle(settings, metrics),
         voice=make_voice(settings),
         events=make_events(settings),
@@ -193,6 +195,8 @@ def serve(args: argparse.Namespace) -> int:
         settings = load_settings(overrides, args.config)
     except ValidationError as e:
         raise SystemExit(f"openlive: {e}") from None
+    if args.files_dir is not None:
+        settings.files.directory = args.files_dir
     logs.configure(settings.log_level)
 
     def announce(port: int) -> None:
@@ -270,6 +274,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--upstream-key", help="the upstream's API key; env OPENLIVE_UPSTREAM_KEY")
     s.add_argument("--upstream-code-mode", choices=["tools", "fenced"], help="how the upstream runs code")
     s.add_argument("--code-deadline", type=float, help="seconds a code block may run (default 30)")
+    s.add_argument("--files-dir", type=Path, help="Files API storage (default ~/.local/share/openlive/files)")
     s.add_argument("--executor", help="where code runs: local (default) or mqtt://HOST:PORT (remote workers)")
     s.add_argument("--events", help="publish session events to mqtt://HOST:PORT")
     s.add_argument("--events-content", action="store_true", help="events include code, output and arguments")

@@ -6,10 +6,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from live.backends.openai_compat import OpenAIUpstreamConfig
+from live.files import FileLimits
 from sandbox import PoolConfig
 from sandbox.mqtt import BrokerConfig
 
@@ -69,6 +70,7 @@ class Settings(BaseSettings):
     events_content: bool = False  # events include code, output, text and function arguments
     broker: BrokerAuth = Field(default_factory=BrokerAuth)  # TOML [broker]: for --executor and --events
     workers: int = Field(1, ge=1, le=64)  # server processes on one port (SO_REUSEPORT)
+    files: FileLimits = Field(default_factory=FileLimits)  # TOML [files]; env OPENLIVE_FILES__DIRECTORY
     log_level: str = "info"
     # permessage-deflate, which the SDKs offer: off, as measured (BENCHMARKS.md, "Compression"): Live
     # frames are small, so it saves little on the wire and costs CPU per frame and memory per session.
@@ -77,7 +79,7 @@ class Settings(BaseSettings):
     stt_url: str | None = None  # e.g. http://127.0.0.1:8000/v1 (speaches, faster-whisper server, vLLM)
     stt_model: str = "whisper-1"
     stt_key: SecretStr | None = None
-    stt_decoders: int = 4  # pocketsphinx: utterances decoded at once (each decoder holds ~90 MB)
+    stt_workers: int = 4  # pocketsphinx processes: utterances read at once (each holds ~100 MB)
     tts_url: str | None = None  # e.g. http://127.0.0.1:8880/v1 (speaches, Kokoro-FastAPI)
     tts_model: str = "tts-1"
     tts_key: SecretStr | None = None
@@ -99,6 +101,19 @@ class Settings(BaseSettings):
         if value != "memory" and not (value.startswith("sqlite:") and len(value) > len("sqlite:")):
             raise ValueError("must be 'memory' or 'sqlite:PATH'")
         return value
+
+    @model_validator(mode="after")
+    def _mqtt_settings_are_used(self) -> Settings:
+        """Settings that would have no effect are refused, not ignored."""
+        if self.executor != "local" and "sandbox" in self.model_fields_set:
+            raise ValueError(
+                "[sandbox] sets up the local pool: with a remote executor, set up each `openlive worker`"
+            )
+        if self.events_content and not self.events:
+            raise ValueError("events_content (--events-content) needs events (--events mqtt://HOST:PORT)")
+        if "broker" in self.model_fields_set and self.executor == "local" and not self.events:
+            raise ValueError("broker settings need --executor mqtt://HOST:PORT or --events mqtt://HOST:PORT")
+        return self
 
     @field_validator("api_keys", mode="before")
     @classmethod

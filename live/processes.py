@@ -3,7 +3,7 @@
 Each process binds its own listening socket with SO_REUSEPORT, so the kernel spreads new connections
 across them with no process in front. They share nothing in memory: what must be seen by all (session
 resumption, ephemeral tokens) lives in a shared store. The parent only supervises: it reports the port
-once every process listens, restarts a process that dies, and passes SIGINT/SIGTERM on.
+once every process listens, restarts a process that dies, and stops them gracefully on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
 
 
 def _child(host: str, port: int, run_one: RunOne, ready: Connection) -> None:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # not the supervisor's handlers
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sock = listen(host, port, reuse_port=True)
 
     def on_ready() -> None:
@@ -109,7 +110,7 @@ def serve_processes(
     finally:
         for process in processes:
             if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGINT)
+                os.kill(process.pid, signal.SIGTERM)  # graceful; a second SIGINT would force uvicorn out
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for process in processes:
             process.join(max(0.0, deadline - time.monotonic()))

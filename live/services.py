@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from live.backends.registry import Backends
 from live.events import EventBus
+from live.files import FileLimits, FileStore
 from live.lifecycle import Lifecycle
 from live.metrics import Metrics
 from live.voice import VoiceEngines
@@ -20,3 +21,4 @@ class Services:
     voice: VoiceEngines
     metrics: Metrics = field(default_factory=Metrics)
     events: EventBus | None = None  # --events: session events to an MQTT broker
+    files: FileStore = field(default_factory=lambda: FileStore(FileLimits()))

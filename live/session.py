@@ -9,17 +9,20 @@ from dataclasses import dataclass
 
 from live import parity
 from live.activity import Activity
+from live.api_errors import ApiError
 from live.backends.errors import BackendError
 from live.backends.registry import Backends, model_id
 from live.calls import CallScheduler, Scheduling
 from live.events import NO_EVENTS, SessionEvents
+from live.files import CallerFiles
+from live.generation import Unsupported, check
 from live.lifecycle import SessionLife
 from live.metrics import Metrics
 from live.outbox import INTERNAL_ERROR, Close, Outbox, write
 from live.transport import Transport, TransportClosed
 from live.turns import Conversation, TurnEngine, TurnLimits, TurnUsage
 from live.voice import SpeechTurn, VoiceEngines, truncate_unheard
-from live.voice.link import SessionVoice, VoiceSetup, is_turn_output
+from live.voice.link import SessionVoice, TranscriptTurns, VoiceSetup, is_turn_output
 from protocol import (
     ClientMessage,
     Content,
@@ -33,7 +36,6 @@ from protocol import (
     ServerMessage,
     Setup,
     SetupComplete,
-    Transcription,
     dump_server_message,
     parse_client_message,
 )
@@ -85,9 +87,11 @@ class Session:
         voice: VoiceEngines,
         api_version: str = "v1beta",
         events: SessionEvents = NO_EVENTS,
+        files: CallerFiles | None = None,
     ) -> None:
         self.id = session_id
         self._life = life  # limits, goAway, resumption, compression (live/lifecycle.py)
+        self._files = files
         self._metrics = metrics
         self._transport = transport
         self._backends = backends
@@ -144,6 +148,7 @@ class Session:
         whose start already interrupted: `await session.user_input([Content(role="user", parts=[...])],
         interrupts=False)`.
         """
+        self._resolve_files(contents)
         live = self._live
         if interrupts and not (live is not None and live.calls.waiting):
             await self.interrupt("input")
@@ -212,14 +217,21 @@ class Session:
         backend = self._backends.resolve(setup.model, self._api_version)
         conv = _conversation(setup)
         conv.session = self.id
+        conv.files = self._files
+        try:
+            check(conv.generation, structured_output=backend.structured_output,
+                  tools=bool(conv.functions) or conv.code_execution, live=True)  # fmt: skip
+        except Unsupported as exc:
+            raise ProtocolError(1007, str(exc)) from None
         calls = CallScheduler(self._send, conv.non_blocking)
         engine = TurnEngine(backend, self._executor, self._limits.turn, self._emit, calls.call, self._metrics)
         history = setup.history_config
         activity = Activity(setup.realtime_input_config, self)
+        voice_setup = VoiceSetup.from_setup(setup, self._engines)
         voice = SessionVoice(
             self._engines,
-            VoiceSetup.from_setup(setup, self._engines),
-            _VoiceHooks(self, activity),
+            voice_setup,
+            TranscriptTurns(self, activity, self._send, voice_setup.input_transcription),
             lambda: (conv.system_instruction, conv.history),
         )
         live = _Live(
@@ -324,6 +336,15 @@ class Session:
 
     # --- turns ------------------------------------------------------------------------------------
 
+    def _resolve_files(self, turns: list[Content]) -> None:
+        """`fileData` parts must name the caller's live uploads (else the REST answer, as a close)."""
+        if self._files is None:
+            return
+        try:
+            self._files.resolve(turns)
+        except ApiError as exc:
+            raise ProtocolError(1007 if exc.code == 400 else 1008, exc.message) from None
+
     async def _serve_turns(self, live: _Live) -> None:
         """The one task that adds user input to the history and runs its turns, in arrival order."""
         while True:
@@ -381,10 +402,11 @@ class Session:
             self._speech = None
 
     def _busy(self) -> bool:
-        """A turn, a code job or a function call is in flight, or input waits: not resumable now."""
+        """A turn (with its code jobs and BLOCKING calls) runs or input waits for one: the session cannot
+        be resumed now, and a draining server gives it its grace period. Open NON_BLOCKING calls make
+        `after_turn` checkpoint a session as not resumable, but do not hold a drain."""
         running = self._turn is not None and not self._turn.done()
-        calls = self._live is not None and self._live.calls.open
-        return running or calls or not self._inbox.empty()
+        return running or not self._inbox.empty()
 
     # --- writing ----------------------------------------------------------------------------------
 
@@ -430,31 +452,3 @@ def _on_context_update(update: ContextUpdate, conv: Conversation) -> None:
         conv.system_instruction = update.system_instruction.text()
     if update.tools is not None:
         conv.set_tools(update.tools.tools)
-
-
-class _VoiceHooks:
-    """The session's answers to its voice input. Detected speech takes the floor and interrupts (unless
-    NO_INTERRUPTION); a transcript is the user turn: it ends a manual activity, or a detected one."""
-
-    def __init__(self, session: Session, activity: Activity) -> None:
-        self._session = session
-        self._activity = activity
-
-    async def speech_started(self) -> None:
-        self._session.hold(True)
-        if self._activity.interrupts:
-            await self._session.interrupt("voice")
-
-    async def transcribed(self, text: str) -> None:
-        session = self._session
-        live = session._live
-        if text and live is not None and live.voice.setup.input_transcription:
-            heard = Transcription(text=text, finished=True)
-            session._send(ServerMessage(server_content=ServerContent(input_transcription=heard)))
-        parts = [Part(text=text)] if text else []
-        if not self._activity.automatic:
-            await self._activity.end(parts)
-            return
-        if parts:
-            await session.user_input([Content(role="user", parts=parts)], interrupts=False)
-        session.hold(False)

@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from live.backends.base import (
     CodeCall,
@@ -31,6 +31,7 @@ from protocol import (
     CodeExecutionResult,
     Content,
     ExecutableCode,
+    FileData,
     FunctionCall,
     FunctionDeclaration,
     FunctionResponse,
@@ -47,6 +48,15 @@ from protocol import (
 from sandbox import Executor, File, Job, Outcome, Result
 
 log = logging.getLogger("openlive.turns")
+
+
+class FileReader(Protocol):
+    """Where `fileData` parts' bytes come from (the Files API store, as the caller may see it)."""
+
+    async def read(self, uri: str) -> bytes | None:
+        """The file's bytes; None when it has gone (deleted or expired) since it was attached."""
+        ...
+
 
 Emit = Callable[[Outbound], Awaitable[None]]
 CallFunctions = Callable[[list[FunctionCall]], Awaitable[list[FunctionResponse]]]
@@ -81,15 +91,16 @@ class Conversation:
     code_execution: bool = False
     generation: GenerationConfig | None = None
     attachments_added: int = 0  # counted as they come, so adding a turn costs the same at any length
+    files: FileReader | None = None  # resolves `fileData` parts; None: only inline data reaches code
 
     def add(self, contents: list[Content]) -> None:
         """Appends client turns, naming unnamed attachments `input_file_N.ext`, the name under which the
         code finds them in its working directory, so the model and the sandbox agree on it."""
         self.history.extend(contents)
-        for blob in _attachments(contents):
-            if not blob.display_name:
-                extension = mimetypes.guess_extension(blob.mime_type or "") or ""
-                blob.display_name = f"input_file_{self.attachments_added}{extension}"
+        for item in _attachments(contents):
+            if not item.display_name:
+                extension = mimetypes.guess_extension(item.mime_type or "") or ""
+                item.display_name = f"input_file_{self.attachments_added}{extension}"
             self.attachments_added += 1
 
     def non_blocking(self) -> set[str]:
@@ -169,6 +180,31 @@ class TurnUsage:
         )
 
 
+class _StopSequences:
+    """Cuts streamed text at the first stop sequence; text that may begin one is held back until it can't."""
+
+    def __init__(self, sequences: list[str]) -> None:
+        self._sequences = [s for s in sequences if s]
+        self._held = ""
+        self.stopped = False
+
+    def feed(self, text: str) -> str:
+        if not self._sequences:
+            return text
+        text = self._held + text
+        cut = min((i for i in (text.find(s) for s in self._sequences) if i >= 0), default=-1)
+        if cut >= 0:
+            self._held, self.stopped = "", True
+            return text[:cut]
+        keep = max((n for s in self._sequences for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
+        self._held = text[len(text) - keep :] if keep else ""
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held
+
+
 class TurnEngine:
     def __init__(
         self,
@@ -192,30 +228,48 @@ class TurnEngine:
             self._metrics.first_content.observe(time.perf_counter() - self._started)
             self._started = None
 
-    async def run(self, conv: Conversation, usage: TurnUsage | None = None) -> None:
-        """Runs one turn to `turnComplete`. Cancelling it leaves what was already sent in the history;
-        `usage` (the caller's, so an interrupted turn can report it) collects the turn's token counts."""
+    async def run(self, conv: Conversation, usage: TurnUsage | None = None) -> str:
+        """Runs one turn to `turnComplete`; returns Gemini's finishReason for it (STOP, MAX_TOKENS,
+        MALFORMED_FUNCTION_CALL, ...). Cancelling it leaves what was already sent in the history;
+        `usage` (the caller's, so an interrupted turn can report it) collects the turn's token counts.
+
+        `maxOutputTokens` is the whole turn's budget (each model call gets what is left) and
+        `stopSequences` end the turn where its text reaches one, as Gemini applies them to a response.
+        """
         started = self._started = time.perf_counter()
         usage = usage if usage is not None else TurnUsage()
         runs = failed_runs = model_calls = 0
         reason: str | None = None
+        generation = conv.generation
+        budget = generation.max_output_tokens if generation else None
+        stops = _StopSequences((generation.stop_sequences or []) if generation else [])
+        finish = "STOP"
         while True:
+            if budget is not None and usage.response >= budget:
+                finish = "MAX_TOKENS"
+                break
             code_allowed = failed_runs < self._limits.max_code_attempts and runs < self._limits.max_code_runs
+            step_generation = generation
+            if generation is not None and budget is not None:
+                step_generation = generation.model_copy(update={"max_output_tokens": budget - usage.response})
             request = ModelRequest(
                 model=conv.model,
                 history=list(conv.history),
                 system_instruction=conv.system_instruction,
                 functions=list(conv.functions),
                 code_execution=conv.code_execution and code_allowed,
-                generation=conv.generation,
+                generation=step_generation,
             )
             if conv.code_execution and not code_allowed:
                 reason = MAX_REGENERATION_REACHED
             # aclosing: the model's stream (an upstream HTTP response) is closed before code runs.
             async with contextlib.aclosing(self._backend.stream(request)) as events:
-                action = await self._read_step(conv, events, usage)
+                action = await self._read_step(conv, events, usage, stops)
+            await self._text(conv, stops.flush())
             usage.end_call()
             model_calls += 1
+            if stops.stopped:
+                break
             if isinstance(action, CodeCall) and request.code_execution:
                 result = await self._run_code(conv, action.code)
                 self._metrics.code_runs.labels(outcome=result.outcome.value).inc()
@@ -225,7 +279,7 @@ class TurnEngine:
                 declared = {f.name for f in conv.functions}
                 if any(c.name not in declared for c in action.calls):
                     log.info("model called undeclared functions %s", [c.name for c in action.calls])
-                    reason = MALFORMED_FUNCTION_CALL
+                    reason = finish = MALFORMED_FUNCTION_CALL
                     break
                 calls = [FunctionCall(id=new_call_id(), name=c.name, args=c.args) for c in action.calls]
                 _model_content(conv).parts.extend(Part(function_call=c) for c in calls)
@@ -235,6 +289,7 @@ class TurnEngine:
                         Content(role="user", parts=[Part(function_response=r) for r in responses])
                     )
             else:
+                finish = action.reason if isinstance(action, Finish) else "STOP"
                 break
             if model_calls >= self._limits.max_model_calls:
                 reason = MAX_REGENERATION_REACHED
@@ -248,25 +303,31 @@ class TurnEngine:
             )
         )
         self._metrics.turn_duration.observe(time.perf_counter() - started)
+        return finish
 
     async def _read_step(
-        self, conv: Conversation, events: AsyncIterator[ModelEvent], usage: TurnUsage
-    ) -> CodeCall | FunctionCalls | None:
-        """Streams one model call's text; returns the code or calls it ends with (None: it finished)."""
+        self, conv: Conversation, events: AsyncIterator[ModelEvent], usage: TurnUsage, stops: _StopSequences
+    ) -> CodeCall | FunctionCalls | Finish | None:
+        """Streams one model call's text; returns the code, calls or finish it ends with (None: no Finish,
+        or the text reached a stop sequence, where closing the stream stops generation)."""
         async for event in events:
             if isinstance(event, TextDelta) and event.text:
-                _append_text(conv, event.text)
-                self._content_sent()
-                for start in range(0, len(event.text), MAX_TEXT_CHARS):
-                    piece = event.text[start : start + MAX_TEXT_CHARS]
-                    await self._emit(ModelText(piece))
+                await self._text(conv, stops.feed(event.text))
+                if stops.stopped:
+                    return None
             elif isinstance(event, Usage):
                 usage.report(event)
-            elif isinstance(event, CodeCall | FunctionCalls):
+            elif isinstance(event, CodeCall | FunctionCalls | Finish):
                 return event
-            elif isinstance(event, Finish):
-                break
         return None
+
+    async def _text(self, conv: Conversation, text: str) -> None:
+        if not text:
+            return
+        _append_text(conv, text)
+        self._content_sent()
+        for start in range(0, len(text), MAX_TEXT_CHARS):
+            await self._emit(ModelText(text[start : start + MAX_TEXT_CHARS]))
 
     async def _run_code(self, conv: Conversation, code: str) -> Result:
         call = ExecutableCode(language="PYTHON", code=code)
@@ -275,7 +336,7 @@ class TurnEngine:
         await self._emit(model_message(Part(executable_code=call)))
         job = Job(
             code=code,
-            files=_input_files(conv.history),
+            files=await _input_files(conv),
             deadline_s=self._limits.code_deadline_s,
             host_functions=[f.name for f in conv.functions],
             session=conv.session,
@@ -320,24 +381,31 @@ def _cap(text: str, limit: int) -> str:
     return text[:limit] + f"\n[output truncated: {len(text) - limit} more characters]\n"
 
 
-def _attachments(contents: list[Content]) -> Iterator[Blob]:
-    """Inline data the user attached, other than audio and video (which are media, not files)."""
+def _attachments(contents: list[Content]) -> Iterator[Blob | FileData]:
+    """Files the user attached, inline or by URI, other than audio and video (media, not files)."""
     for content in contents:
         if content.role in (None, "user"):
             for part in content.parts:
-                blob = part.inline_data
-                if blob is not None and not (blob.mime_type or "").startswith(_MEDIA_PREFIXES):
-                    yield blob
+                item = part.inline_data or part.file_data
+                if item is not None and not (item.mime_type or "").startswith(_MEDIA_PREFIXES):
+                    yield item
 
 
-def _input_files(history: list[Content]) -> list[File]:
+async def _input_files(conv: Conversation) -> list[File]:
     """Files the user attached are placed in the job's scratch dir (a later one wins a name)."""
     mime = "application/octet-stream"
-    files = {
-        b.display_name: File(name=b.display_name, data=b.data, mime_type=b.mime_type or mime)
-        for b in _attachments(history)
-        if b.display_name
-    }
+    files: dict[str, File] = {}
+    for item in _attachments(conv.history):
+        if not item.display_name:
+            continue
+        if isinstance(item, Blob):
+            data: bytes | None = item.data
+        else:
+            data = await conv.files.read(item.file_uri) if conv.files and item.file_uri else None
+        if data is not None:
+            files[item.display_name] = File(
+                name=item.display_name, data=data, mime_type=item.mime_type or mime
+            )
     return list(files.values())
 
 

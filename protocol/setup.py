@@ -64,6 +64,14 @@ class GenerationConfig(WireModel):
     thinking_config: ThinkingConfig | None = None
     enable_affective_dialog: bool | None = None
     translation_config: dict[str, Any] | None = None
+    stop_sequences: list[str] | None = None
+    response_mime_type: str | None = None
+    response_schema: dict[str, Any] | None = None
+    response_json_schema: dict[str, Any] | None = None
+    response_logprobs: bool | None = None
+    logprobs: int | None = None
+    enable_enhanced_civic_answers: bool | None = None
+    image_config: dict[str, Any] | None = None
 
 
 class FunctionDeclaration(WireModel):

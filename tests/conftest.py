@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import selectors
 import signal
@@ -58,6 +59,8 @@ class Server:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
+            gc.collect()  # SDK clients left in reference cycles close their keep-alive connections, which
+            # would otherwise hold the server's graceful shutdown until the kill below
             self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(timeout=15)
@@ -77,6 +80,8 @@ def start_server(certs: Path | None, log: Path, *args: str, env: dict[str, str] 
         "0",
         "--api-key",
         API_KEY,
+        "--files-dir",  # each server its own Files API store, never the user's
+        str(log.parent / f"{log.stem}-files"),
         *(["--tls-cert", str(certs / "server.pem"), "--tls-key", str(certs / "server.key")] if certs else []),
         *args,
     ]
@@ -184,3 +189,17 @@ def mqtt_workers(broker: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     finally:
         for w in workers.values():
             w.stop()
+
+
+@pytest.fixture(scope="session")
+def rest_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The REST tests' script, a second key, and small Files API caps (1 MiB a file, 2 MiB a key)."""
+    directory = tmp_path_factory.mktemp("rest")
+    config = directory / "openlive.toml"
+    config.write_text("[files]\nmax_file_mb = 1\nquota_mb = 2\n")
+    srv = start_server(
+        certs, directory / "server.log", "--backend", "scripted", "--script", str(DATA / "rest_script.yaml"),
+        "--api-key", "second-key", "--config", str(config),
+    )  # fmt: skip
+    yield srv
+    srv.stop()

@@ -55,23 +55,24 @@ class Broker:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     password_file: Path | None = None  # then only its logins may connect
+    certs: Path | None = None  # `openlive certs` output: then the listener speaks TLS only
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{'mqtts' if self.certs else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         config = self.directory / "mosquitto.conf"
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false", "set_tcp_nodelay true"]
         # As root it would switch to the `mosquitto` user, which cannot read pytest's private tmp dirs.
-        login = (
-            f"user root\nallow_anonymous false\npassword_file {self.password_file}"
-            if self.password_file
-            else ""
-        )
-        config.write_text(
-            f"listener {self.port} 127.0.0.1\n{login or 'allow_anonymous true'}\n"
-            "persistence false\nset_tcp_nodelay true\n"
-        )
+        lines.append("user root")
+        if self.password_file:
+            lines += ["allow_anonymous false", f"password_file {self.password_file}"]
+        else:
+            lines.append("allow_anonymous true")
+        if self.certs:
+            lines += [f"certfile {self.certs / 'server.pem'}", f"keyfile {self.certs / 'server.key'}"]
+        config.write_text("\n".join(lines) + "\n")
         with (self.directory / "mosquitto.log").open("ab") as log:
             self.proc = subprocess.Popen([MOSQUITTO, "-c", str(config)], stdout=log, stderr=log)
         wait_for(lambda: _accepts(self.port), 10, "mosquitto to listen")
@@ -90,10 +91,11 @@ class Worker:
     log: Path
     proc: subprocess.Popen[str] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
 
     def start(self) -> None:
         cmd = [OPENLIVE, "worker", "--broker", self.broker.url, "--name", self.name]
-        cmd += ["--slots", "2", "--heartbeat", "0.5"]
+        cmd += ["--slots", "2", "--heartbeat", "0.5", *self.args]
         with self.log.open("a") as log:
             self.proc = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **self.env}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import wave
+from pathlib import Path
 
 import numpy as np
 import soxr
@@ -25,3 +27,12 @@ def silence(seconds: float, rate: int = 16_000) -> bytes:
 def chunks(pcm: bytes, rate: int = 16_000, seconds: float = 0.04) -> list[bytes]:
     step = int(rate * seconds) * 2
     return [pcm[i : i + step] for i in range(0, len(pcm), step)]
+
+
+def write_wav(path: Path, pcm: bytes, rate: int = 16_000) -> Path:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm)
+    return path

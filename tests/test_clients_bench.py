@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from clients.connection import dump_client_message, setup_message
 from clients.load_stats import BenchResult, Percentiles
 from clients.loadgen import voice_frames
 from tests.conftest import API_KEY, OPENLIVE, Server, start_server
-from tests.speech import speak
+from tests.speech import speak, write_wav
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +96,7 @@ async def test_voice_turns_complete_with_spoken_answers(voice_server: Server, tm
     """Each voice turn is real speech (espeak-ng) and audioStreamEnd; each ends with audio received and
     turnComplete, and the first audio is measured from the end of the user's speech."""
     bench_server = voice_server
-    wav = tmp_path / "question.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(speak("what is the sum of the first fifty prime numbers"))
+    wav = write_wav(tmp_path / "question.wav", speak("what is the sum of the first fifty prime numbers"))
     args = ["-n", "2", "-d", "0.5", "--ramp", "0", "--scenario", "voice", "--wav", str(wav)]
     proc, out = await asyncio.to_thread(run_bench, bench_server, tmp_path, *args, "--no-progress")
     assert proc.returncode == 0, proc.stdout + proc.stderr

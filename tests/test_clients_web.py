@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import math
 import os
 import shutil
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 import websockets
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
 from protocol import (
     Blob,
@@ -33,6 +34,7 @@ from protocol import (
     parse_client_message,
 )
 from tests.conftest import API_KEY, REPO, Server, start_demo_server
+from tests.speech import silence, speak, write_wav
 
 CHROMIUM = os.environ.get("OPENLIVE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("OPENLIVE_ARTIFACTS", REPO / "test-artifacts"))
@@ -60,6 +62,9 @@ AUDIO_RULE = {
     ],
 }
 
+SPOKEN_QUESTION = "what is the sum of the first fifty prime numbers"
+SPOKEN_RULE = {"match": "(?i)sum of the first fifty", "reply": [{"text": "The sum is 5117."}]}
+
 expect.set_options(timeout=TIMEOUT_MS)
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="chromium is not installed (.ci/setup.sh)"
@@ -69,34 +74,45 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def console_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The bundled demo script plus one rule whose code returns a WAV file."""
-    srv = start_demo_server(certs, tmp_path_factory.mktemp("console"), AUDIO_RULE)
+    srv = start_demo_server(certs, tmp_path_factory.mktemp("console"), AUDIO_RULE, SPOKEN_RULE)
     yield srv
     srv.stop()
 
 
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--ignore-certificate-errors",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+]
+
+
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Playwright's launch() gives the browser a fresh temporary user-data-dir of its own.
+def playwright() -> Iterator[Playwright]:
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--ignore-certificate-errors",
-                "--autoplay-policy=no-user-gesture-required",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-            ],
-        )
-        yield chromium
-        chromium.close()
+        yield pw
+
+
+@contextlib.contextmanager
+def chromium(pw: Playwright, *extra_args: str) -> Iterator[Browser]:
+    # Playwright's launch() gives the browser a fresh temporary user-data-dir of its own.
+    launched = pw.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    with chromium(playwright) as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -273,3 +289,36 @@ def test_microphone_streams_16khz_pcm(page: Page, console_server: Server) -> Non
     page.click("#mic")
     expect(page.locator(".frame.out", has_text="realtimeInput audioStreamEnd")).to_have_count(1)
     expect(page.locator("#status")).to_have_attribute("data-state", "ready")  # the server took it all
+
+
+@pytest.fixture(scope="module")
+def talking_browser(playwright: Playwright, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """Chromium whose fake microphone says the question once (espeak-ng), then stays silent."""
+    wav = write_wav(
+        tmp_path_factory.mktemp("mic") / "question.wav", silence(0.5) + speak(SPOKEN_QUESTION) + silence(6)
+    )
+    with chromium(playwright, f"--use-file-for-fake-audio-capture={wav}%noloop") as launched:
+        yield launched
+
+
+def test_talk_mode_speaks_with_the_real_server(talking_browser: Browser, console_server: Server) -> None:
+    context = talking_browser.new_context(ignore_https_errors=True, viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(console_server.url)
+    page.check("input[name=modality][value=AUDIO]")
+    page.fill("#system", f"Answer questions such as: {SPOKEN_QUESTION}.")  # the recogniser's vocabulary
+    page.fill("#key", API_KEY)
+    page.click("#connect")
+    expect(page.locator("#status")).to_have_attribute("data-state", "ready")
+    page.click("#mic")
+    expect(page.locator(".part.transcript.input").first).to_contain_text("what is the sum of the first fifty")
+    turn = last_turn(page)
+    expect(turn.locator(".part.transcript.output")).to_contain_text("The sum is 5117.")
+    stats = page.evaluate("() => window.openlive.audio")
+    assert stats["chunks"] > 0 and stats["sampleRates"] == [24000]
+    assert 1.0 < stats["seconds"] < 6.0  # "The sum is 5117." spoken, queued on the page's AudioContext
+    screenshot(page, "console-talk")
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"

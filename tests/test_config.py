@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +57,25 @@ def test_sandbox_settings_from_file_and_environment(tmp_path: Path, monkeypatch:
     settings = load_settings({}, toml)
     assert settings.sandbox.slots == 4
     assert settings.sandbox.allow_weak_isolation  # the file still counts for what the environment leaves
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refusal"),
+    [
+        ({"executor": "mqtt://broker:1883", "sandbox": {"slots": 4}}, "set up each `openlive worker`"),
+        ({"events_content": True}, "needs events"),
+        ({"broker": {"username": "u"}}, "broker settings need"),
+        ({"executor": "tcp://broker:1883"}, "executor"),
+    ],
+)
+def test_mqtt_settings_that_would_be_ignored_are_refused(overrides: dict[str, Any], refusal: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(refusal)):
+        load_settings(overrides)
+
+
+def test_mqtt_settings_in_use() -> None:
+    settings = load_settings(
+        {"executor": "mqtt://broker:1883", "events": "mqtts://events:8883", "broker": {"username": "u"}}
+    )
+    assert settings.broker.config(settings.executor).credentials() == ("u", None)
+    assert settings.broker.config(settings.events or "").endpoint() == ("events", 8883, True)

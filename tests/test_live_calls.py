@@ -178,3 +178,24 @@ async def test_non_blocking_function_called_from_code_returns_at_once(semantics_
     assert call.name == "book_table" and call.args == {"people": 3}
     assert turn.of("result") == [(types.Outcome.OUTCOME_OK, "None\n")]
     assert update.text() == 'Booking update: {"status": "booked"}'
+
+
+async def next_update(session: live.AsyncSession) -> types.LiveServerSessionResumptionUpdate:
+    async for msg in session.receive():
+        if msg.session_resumption_update:
+            return msg.session_resumption_update
+    raise AssertionError("the turn ended without a sessionResumptionUpdate")
+
+
+async def test_an_open_non_blocking_call_makes_the_session_not_resumable(semantics_server: Server) -> None:
+    """Its results would be lost on another connection; once it is answered the session resumes again."""
+    cfg = booking_config()
+    cfg.session_resumption = types.SessionResumptionConfig()
+    async with semantics_server.client().aio.live.connect(model=MODEL, config=cfg) as session:
+        call = await book(session)
+        pending = await next_update(session)
+        await answer(session, call, response={"status": "booked"})
+        await receive_turn(session)
+        answered = await next_update(session)
+    assert not pending.resumable and not pending.new_handle
+    assert answered.resumable and answered.new_handle

@@ -323,22 +323,26 @@ async def test_a_session_without_compression_ends_at_its_length_limit(certs: Pat
     assert "ok still here" in compressed.turn.text()
 
 
-async def test_not_resumable_while_a_call_is_open(semantics_server: Server) -> None:
-    """A NON_BLOCKING call still open when its turn ends: the update says not resumable, and no handle is
-    given until the result has been answered and that turn is complete."""
+def booking_config() -> types.LiveConnectConfig:
+    """The semantics script's NON_BLOCKING `book_table`, with resumption."""
     booking = types.FunctionDeclaration(
         name="book_table", description="books", behavior=types.Behavior.NON_BLOCKING
     )
-    cfg = config()
-    cfg.tools = [types.Tool(function_declarations=[booking])]
+    return config().model_copy(update={"tools": [types.Tool(function_declarations=[booking])]})
+
+
+async def book(session: live.AsyncSession, log: Log) -> None:
+    """Asks for a booking: the turn ends with the call still open."""
+    await log.until(session, "update")
+    await log.ask(session, "book a table")
+
+
+async def test_not_resumable_while_a_call_is_open(semantics_server: Server) -> None:
+    """A NON_BLOCKING call still open when its turn ends: the update says not resumable, and no handle is
+    given until the result has been answered and that turn is complete."""
     log = Log()
-    async with semantics_server.client().aio.live.connect(model=MODEL, config=cfg) as session:
-        await log.until(session, "update")
-        await session.send_client_content(
-            turns=types.Content(role="user", parts=[types.Part(text="book a table")])
-        )
-        await log.until(session, "turn_complete")
-        await log.until(session, "update")
+    async with semantics_server.client().aio.live.connect(model=MODEL, config=booking_config()) as session:
+        await book(session, log)
         (call,) = log.turn.of("tool_call")[0]
         await session.send_tool_response(
             function_responses=[
@@ -357,22 +361,32 @@ async def test_not_resumable_while_a_call_is_open(semantics_server: Server) -> N
 
 async def test_a_state_with_an_open_call_is_not_saved(semantics_server: Server) -> None:
     """Every handle resumes the newest saved state, so the state with the call open must not be saved."""
-    booking = types.FunctionDeclaration(
-        name="book_table", description="books", behavior=types.Behavior.NON_BLOCKING
-    )
-    cfg = config()
-    cfg.tools = [types.Tool(function_declarations=[booking])]
     log, resumed = Log(), Log()
     client = semantics_server.client()
-    async with client.aio.live.connect(model=MODEL, config=cfg) as session:
-        await log.until(session, "update")
-        await session.send_client_content(
-            turns=types.Content(role="user", parts=[types.Part(text="book a table")])
-        )
-        await log.until(session, "turn_complete")
-        await log.until(session, "update")
+    async with client.aio.live.connect(model=MODEL, config=booking_config()) as session:
+        await book(session, log)
         async with client.aio.live.connect(model=MODEL, config=config(log.handles[0])) as again:
             await resumed.until(again, "update")
             await resumed.ask(again, "echo probe")
     (usage,) = resumed.turn.of("turn_complete")
     assert usage.prompt_token_count == 2  # "echo probe" alone: nothing of the booking turn came back
+
+
+async def test_a_handle_expires_its_ttl_after_the_session_ends(certs: Path, tmp_path: Path) -> None:
+    srv = serve(certs, tmp_path, "memory", "--resumption-ttl-s", "1")
+    try:
+        client = srv.client()
+        log = Log()
+        async with client.aio.live.connect(model=MODEL, config=config()) as session:
+            await log.until(session, "update")
+        async with client.aio.live.connect(model=MODEL, config=config(log.handles[-1])) as session:
+            await log.until(session, "update")  # within the TTL: resumed
+        ended = asyncio.get_running_loop().time()
+        await asyncio.sleep(1.5)  # the TTL passing is what is tested, not a synchronisation
+        with pytest.raises(errors.APIError) as caught:
+            async with client.aio.live.connect(model=MODEL, config=config(log.handles[-1])) as session:
+                await session.receive().__anext__()
+        assert asyncio.get_running_loop().time() - ended >= 1.0
+    finally:
+        srv.stop()
+    assert caught.value.code == 1008 and caught.value.details == SESSION_EXPIRED

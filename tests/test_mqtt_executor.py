@@ -103,7 +103,7 @@ async def test_cancelling_run_kills_the_remote_job(pool: MqttPool) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert time.monotonic() - started < 0.5  # the cancel is published, not waited for
+    assert time.monotonic() - started < 2.0  # the cancel is published, not waited for (the job sleeps 60 s)
     # The workers' heartbeats show the job gone, long before its 60 s.
     await until(lambda: sum(w.running for w in pool.status().workers) == 0, 10, "the job to be killed")
 
@@ -137,7 +137,7 @@ async def test_no_worker_fails_fast_and_clearly(tmp_path: Path) -> None:
         await lonely.start()
         started = time.monotonic()
         result = await lonely.run(Job(code="print(1)"))
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 2.0  # not the 3 s accept timeout, nor a connect wait
         assert result.outcome == Outcome.FAILED
         assert result.output == f"[sandbox] no sandbox worker is connected to {empty.url}; try again later"
         assert lonely.status().state == "degraded"
@@ -205,3 +205,26 @@ async def test_a_job_its_worker_never_took_goes_to_another_once(
     assert [(r.outcome, r.output) for r in results] == [(Outcome.OK, f"{n}\n") for n in range(6)]
     assert {r.worker for r in results} <= {"w1", "w2"}
     assert 1 <= len(swallowed) <= 6  # the broker's round robin gave the silent member some jobs
+
+
+async def test_tls_to_the_broker(tmp_path: Path, certs: Path) -> None:
+    """mqtts:// with the CA that signed the broker's certificate; without it the broker is not trusted."""
+    secure = Broker(tmp_path, certs=certs)
+    secure.start()
+    worker = Worker("w-tls", secure, tmp_path / "worker.log", args=["--broker-ca", str(certs / "ca.pem")])
+    trusted = MqttPool(BrokerConfig.parse(secure.url, ca_file=certs / "ca.pem"))
+    untrusted = MqttPool(BrokerConfig.parse(secure.url), connect_timeout_s=1)
+    try:
+        worker.start()
+        await trusted.start()
+        await wait_online(trusted, {"w-tls"})
+        result = await trusted.run(Job(code="print('sealed')"))
+        assert (result.outcome, result.output, result.worker) == (Outcome.OK, "sealed\n", "w-tls")
+        await untrusted.start()
+        assert "CERTIFICATE_VERIFY_FAILED" in (untrusted.status().last_error or "")
+        assert (await untrusted.run(Job(code="print(1)"))).outcome == Outcome.FAILED
+    finally:
+        await untrusted.close()
+        await trusted.close()
+        worker.stop()
+        secure.stop()

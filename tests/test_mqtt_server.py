@@ -13,6 +13,9 @@ import httpx
 import pytest
 from google.genai import types
 
+from live.events import EventBus
+from sandbox import Job, Outcome, Result
+from sandbox.mqtt import BrokerConfig
 from tests.conftest import API_KEY, DATA, Server, start_server
 from tests.live_helpers import ask, receive_turn, scrape, text_config, until_code_runs
 from tests.mqtt_helpers import Broker, until, wait_for
@@ -165,3 +168,27 @@ async def test_broker_restart_mid_session_is_survived(online: Server, broker: Br
         )
         after = await ask(session, "count the characters of abcdefg")
     assert after.of("result") == [(types.Outcome.OUTCOME_OK, "7\n")]
+
+
+async def test_events_carry_code_and_output_only_when_configured(
+    broker: Broker, events: list[dict[str, Any]]
+) -> None:
+    job, result = (
+        Job(code="print(6 * 7)"),
+        Result(outcome=Outcome.OK, output="42\n", worker="w9", duration_s=0.01),
+    )
+    for include_content in (False, True):
+        bus = EventBus(BrokerConfig.parse(broker.url), include_content)
+        await bus.start()
+        bus.session(f"content-{include_content}").code_ran(job, result)
+        await bus.close()  # sends what is queued first
+    await until(lambda: len(events) == 2 and events, 10, "both events")
+    plain, full = sorted(events, key=lambda e: e["session"])
+    assert (plain["session"], full["session"]) == ("content-False", "content-True")
+    assert "code" not in plain and "output" not in plain
+    assert (full["code"], full["output"], full["worker"], full["outcome"]) == (
+        job.code,
+        "42\n",
+        "w9",
+        "OUTCOME_OK",
+    )

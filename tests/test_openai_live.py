@@ -131,7 +131,7 @@ retries = 0
     srv.stop()
 
 
-def config(*tools: Any, max_tokens: int = 256) -> types.LiveConnectConfig:
+def config(*tools: Any, max_tokens: int = 128) -> types.LiveConnectConfig:
     return types.LiveConnectConfig(
         response_modalities=[types.Modality.TEXT],
         tools=list(tools),

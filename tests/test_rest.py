@@ -32,7 +32,12 @@ def test_generate_content_runs_code(server: Server) -> None:
     assert parts[2].code_execution_result.outcome == types.Outcome.OUTCOME_OK  # type: ignore[union-attr]
     assert parts[2].code_execution_result.output.strip() == "5117"  # type: ignore[union-attr]
     assert "5117" in (parts[3].text or "")
-    assert response.usage_metadata and response.usage_metadata.total_token_count
+    usage = response.usage_metadata
+    assert usage and usage.prompt_token_count and usage.candidates_token_count
+    assert usage.tool_use_prompt_token_count  # what the code step fed back to the model
+    assert usage.total_token_count == (
+        usage.prompt_token_count + usage.tool_use_prompt_token_count + usage.candidates_token_count
+    )
 
 
 async def test_stream_generate_content_streams_parts(server: Server) -> None:
@@ -77,7 +82,8 @@ def test_bad_key_and_bad_body(server: Server) -> None:
     client = sync_client(server, api_key="wrong")
     with pytest.raises(errors.ClientError) as denied:
         client.models.generate_content(model="m", contents="hi")
-    assert denied.value.code == 403
+    assert denied.value.code == 400
+    assert denied.value.message == "API key not valid. Please pass a valid API key."
     response = httpx.post(f"{server.url}/v1beta/models/m:generateContent", content=b"{not json",
                           headers={"x-goog-api-key": API_KEY}, verify=server.ssl_context())  # fmt: skip
     assert response.status_code == 400 and response.json()["error"]["status"] == "INVALID_ARGUMENT"

@@ -24,6 +24,7 @@ import pytest
 from sandbox import Job, LocalPool, Outcome, PoolConfig, Result
 
 SECRET_NAME = "OPENLIVE_TEST_SECRET"
+REPO = Path(__file__).resolve().parents[1]  # this checkout, wherever it lives
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Battery:
             "SERVER_PID": str(os.getpid()),
             "WORKER_PID": str(self.pool.status().worker_pid),
             "VENV_PYTHON": sys.executable,
+            "REPO_DIR": str(REPO),
         }
 
     def snapshot(self) -> dict[str, tuple[int, str]]:
@@ -369,7 +371,7 @@ CASES: dict[str, tuple[str, Callable[[Result], None]]] = {
             open('/usr/MARK', 'w').write('x')
             open('/MARK', 'w').write('x')
             open('/root/MARK', 'w').write('x')
-            open('/work/MARK', 'w').write('x')
+            open('REPO_DIR/MARK', 'w').write('x')
             open(os.path.dirname('VENV_PYTHON') + '/MARK', 'w').write('x')
             open('/proc/sys/kernel/hostname', 'w').write('x')
             """,
@@ -465,7 +467,7 @@ CASES: dict[str, tuple[str, Callable[[Result], None]]] = {
     "hidden_paths": (
         """
         import os
-        print([p for p in ('SERVER_DIR', '/work/main/sandbox', '/home', '/var', '/run', '/sys', '/mnt',
+        print([p for p in ('SERVER_DIR', 'REPO_DIR/sandbox', '/home', '/var', '/run', '/sys', '/mnt',
                            '/etc/shadow', '/root/.bash_history', '/proc/1/environ') if os.path.exists(p)])
         """,
         _ok_printing(r"^\[\]\n$"),

@@ -39,8 +39,10 @@ VOCABULARY = [QUESTION, "plot sin and cos", "what is the weather in london"]
 
 
 @pytest.fixture(scope="module")
-def engines() -> VoiceEngines:
-    return VoiceEngines(vad=SileroPool(), stt=PocketsphinxTranscriber(decoders=2), tts=EspeakSynthesizer())
+async def engines() -> AsyncIterator[VoiceEngines]:
+    engines = VoiceEngines(vad=SileroPool(), stt=PocketsphinxTranscriber(workers=2), tts=EspeakSynthesizer())
+    yield engines
+    await engines.close()
 
 
 async def _stream(pcm: bytes) -> AsyncIterator[bytes]:

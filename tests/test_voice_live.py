@@ -112,7 +112,7 @@ async def listen(session: live.AsyncSession, heard: Heard, turns: int = 1) -> No
             heard.add(now, "output", sc.output_transcription.text)
         for flag in ("interrupted", "generation_complete", "turn_complete"):
             if getattr(sc, flag):
-                heard.add(now, flag, None)
+                heard.add(now, flag, msg.usage_metadata if flag == "turn_complete" else None)
         if sc.turn_complete:
             turns -= 1
             if not turns:
@@ -132,7 +132,14 @@ def transcribe_reply(pcm: bytes, expected: str) -> str:
         for chunk in chunks(at_16k):
             yield chunk
 
-    return asyncio.run(PocketsphinxTranscriber(1).transcribe(stream(), [expected]))
+    async def transcribe() -> str:
+        stt = PocketsphinxTranscriber(1)
+        try:
+            return await stt.transcribe(stream(), [expected])
+        finally:
+            await stt.close()
+
+    return asyncio.run(transcribe())
 
 
 async def test_spoken_question_is_answered_with_code_and_speech(voice_server: Server) -> None:
@@ -182,6 +189,14 @@ async def test_speech_during_the_answer_barges_in(voice_server: Server) -> None:
     assert first.events[-2][1] == "interrupted" and first.events[-1][1] == "turn_complete"
     assert not [t for t in first.at("audio") if t > interrupted]
     assert "5117" in "".join(second.of("output"))
+    # The history kept only what the playback clock says was heard (well under a second of the story):
+    # the scripted model counts the words it was given, so the next turn's prompt shows the cut. With the
+    # whole story (108 words) kept it would be over 120.
+    story_words = len(RULES[1]["reply"][0]["text"].split())  # type: ignore[index]
+    heard_words = 10  # more than fit in the second or so that was heard
+    (usage,) = second.of("turn_complete")
+    asked = len(STORY.split()) + len(QUESTION.split())
+    assert usage.prompt_token_count < asked + heard_words < story_words
 
 
 async def test_manual_activity_at_48khz_and_activity_start_barges_in(voice_server: Server) -> None:

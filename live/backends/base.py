@@ -62,6 +62,9 @@ ModelEvent = TextDelta | CodeCall | FunctionCalls | Usage | Finish
 
 
 class ModelBackend(Protocol):
+    structured_output: bool
+    """True when the backend can hold its output to a JSON schema (JSON mode); False: it is refused."""
+
     def models(self) -> list[str]:
         """Model names this backend serves (without the `models/` prefix)."""
         ...

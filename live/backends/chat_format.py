@@ -198,7 +198,10 @@ class _Messages:
             where = f" {name}, in the working directory of your code" if name else ""
             self._note(role, f"[attached{where}: {blob.mime_type or 'data'}, {len(blob.data)} bytes]")
         elif part.file_data is not None:
-            self._note(role, f"[attached file: {part.file_data.file_uri}]")
+            data = part.file_data
+            name = data.display_name
+            where = f" {name}, in the working directory of your code" if name else ""
+            self._note(role, f"[attached{where}: {data.mime_type or 'data'}, {data.file_uri}]")
 
     def _text(self, role: str, text: str) -> None:
         last = self.out[-1] if self.out else None

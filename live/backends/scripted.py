@@ -289,6 +289,8 @@ class _PromptWords:
 class ScriptedBackend:
     """Serves every model name (so unchanged Gemini examples work) from one script."""
 
+    structured_output = False  # its replies are fixed text: JSON mode is refused, not faked
+
     def __init__(self, script: Script, served_name: str = "openlive-scripted") -> None:
         self._script = script
         self._rules = [(re.compile(r.match or "", re.DOTALL), r) for r in script.rules]
@@ -315,6 +317,7 @@ class ScriptedBackend:
                 break
         else:
             match, steps = None, [Step(text=self._script.fallback)]
+        budget = request.generation.max_output_tokens if request.generation else None
         produced = 0
         prompt = self._prompt_words.count(request.history, view.start)
         for step in steps:
@@ -323,6 +326,14 @@ class ScriptedBackend:
                 for i, chunk in enumerate(_CHUNK.findall(text)):
                     if step.pace_s and i:
                         await asyncio.sleep(step.pace_s)
+                    words = len(chunk.split())
+                    if budget is not None and produced + words > budget:
+                        kept = chunk.split()[: budget - produced]
+                        if kept:
+                            yield TextDelta(" ".join(kept))
+                        yield Usage(prompt, budget)
+                        yield Finish("MAX_TOKENS")
+                        return
                     yield TextDelta(chunk)
                     produced += len(chunk.split())
                     yield Usage(prompt, produced)  # cumulative, so a cut-off stream is counted too
@@ -331,7 +342,12 @@ class ScriptedBackend:
                     continue
                 assert match is not None
                 code = _render(step.code, match, view)
-                yield Usage(prompt, produced + len(code.split()))
+                produced += len(code.split())
+                if budget is not None and produced > budget:  # a block cut short cannot run
+                    yield Usage(prompt, budget)
+                    yield Finish("MAX_TOKENS")
+                    return
+                yield Usage(prompt, produced)
                 yield CodeCall(code)
                 return
             elif step.call is not None:

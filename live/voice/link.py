@@ -7,14 +7,25 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from live.activity import Activity, Turns
 from live.voice.base import Voice, VoiceEngines
 from live.voice.input import InputConfig, VoiceHooks, VoiceInput
 from live.voice.output import Send, SpeechTurn
 from live.voice.stt import PocketsphinxTranscriber
-from protocol import Content, ModelText, Outbound, ProtocolError, Setup
+from protocol import (
+    Content,
+    ModelText,
+    Outbound,
+    Part,
+    ProtocolError,
+    ServerContent,
+    ServerMessage,
+    Setup,
+    Transcription,
+)
 
 _MODALITIES = ("TEXT", "AUDIO")
-_SENTENCE = re.compile(r"(?<=[.!?\n])\s+")
+_SENTENCE = re.compile(r"(?<=[.!?;:\n])\s+")
 _RECENT_TEXTS = 20  # text parts of the history that bias recognition
 
 
@@ -122,3 +133,33 @@ def is_turn_output(message: Outbound) -> bool:
     return content is not None and bool(
         content.model_turn or content.generation_complete or content.turn_complete
     )
+
+
+class TranscriptTurns:
+    """The session's answers to its voice input. Detected speech takes the floor and interrupts (unless
+    NO_INTERRUPTION); a transcript is the user turn: it ends a manual activity, or a detected one."""
+
+    def __init__(
+        self, turns: Turns, activity: Activity, send: Callable[[ServerMessage], None], transcribe: bool
+    ) -> None:
+        self._turns = turns
+        self._activity = activity
+        self._send = send
+        self._transcribe = transcribe
+
+    async def speech_started(self) -> None:
+        self._turns.hold(True)
+        if self._activity.interrupts:
+            await self._turns.interrupt("voice")
+
+    async def transcribed(self, text: str) -> None:
+        if text and self._transcribe:
+            heard = Transcription(text=text, finished=True)
+            self._send(ServerMessage(server_content=ServerContent(input_transcription=heard)))
+        parts = [Part(text=text)] if text else []
+        if not self._activity.automatic:
+            await self._activity.end(parts)
+            return
+        if parts:
+            await self._turns.user_input([Content(role="user", parts=parts)], interrupts=False)
+        self._turns.hold(False)

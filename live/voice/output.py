@@ -80,7 +80,7 @@ class SpeechTurn:
         else:
             self._items.put_nowait(message)
 
-    async def run(self, turn: Awaitable[None]) -> None:
+    async def run(self, turn: Awaitable[object]) -> None:
         """Runs the model turn while speaking it; returns once turnComplete has been sent."""
         async with asyncio.TaskGroup() as tg:
             speaker = tg.create_task(self._speak())

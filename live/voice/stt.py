@@ -5,141 +5,110 @@ OpenAI-compatible `/v1/audio/transcriptions` upstream (speaches, faster-whisper 
 from __future__ import annotations
 
 import asyncio
-import re
-import tempfile
+import contextlib
+import json
+import sys
 from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
-from difflib import SequenceMatcher
 from pathlib import Path
 
 import openai
-from pocketsphinx import Decoder
-from pocketsphinx.lm import ArpaBoLM
 
+from live.voice import sphinx
 from live.voice.pcm import INPUT_RATE, wav_bytes
+from live.voice.sphinx import LENGTH, request
 
-_WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
-# The vocabulary decoder can only say vocabulary words, so it forces some reading onto any sound. Its
-# reading wins only when it is (nearly) one whole vocabulary phrase and about as long as the general
-# reading: then the user said an expected phrase. Measured on espeak-ng speech: phrases that were said
-# match at 0.95-1.0; unrelated speech yields fragments ("what plot", "the weather in") at 0.3-0.67.
-_PHRASE_MATCH = 0.8
-_BATCH_BYTES = 8 * 1024  # decode in batches of ~250 ms: fewer thread hops, still streaming
+_SPHINX = Path(sphinx.__file__)
+_BATCH_BYTES = 4 * 1024  # sent to the worker in batches of ~130 ms: little is left at the end
+
+
+class _Worker:
+    """A `live/voice/sphinx.py` process: one decoder, one utterance at a time."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls) -> _Worker:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(_SPHINX), # by path: the worker needs pocketsphinx, not the server
+
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        return cls(proc)
+
+    def send(self, op: bytes, payload: bytes = b"") -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(request(op, payload))
+
+    async def text(self) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        await self.proc.stdin.drain()
+        (size,) = LENGTH.unpack(await self.proc.stdout.readexactly(LENGTH.size))
+        return (await self.proc.stdout.readexactly(size)).decode()
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
 
 
 class PocketsphinxTranscriber:
     """CMU pocketsphinx with the English model its wheel ships; no download, no GPU.
 
-    A general decoder holds ~90 MB, so those are pooled (at most `decoders` utterances are decoded at
-    once; more wait). Audio is decoded on a worker thread while it arrives, so little is left at the
-    end. The general language model is weak on unusual or synthetic speech, so when the conversation has
-    a vocabulary (custom vocabulary, instructions, earlier turns) a small decoder reads the utterance
-    again against a language model of that vocabulary, and its reading wins when it is one of the
-    vocabulary's phrases.
+    Decoding runs in worker processes (`live.voice.sphinx`), so it uses every core and never blocks
+    the event loop. A worker holds ~100 MB, so at most `workers` utterances are read at once (more
+    wait; their audio queues meanwhile). Audio goes to the worker while it is spoken, so little is left
+    at the end. The general language model is weak on unusual or synthetic speech, so when the
+    conversation has a vocabulary (custom vocabulary, instructions, earlier turns) a small decoder reads
+    the utterance again against a language model of that vocabulary, and its reading wins when it is
+    one of the vocabulary's phrases.
     """
 
-    def __init__(self, decoders: int = 4) -> None:
-        self._free: list[Decoder] = []
-        self._slots = asyncio.Semaphore(decoders)
+    def __init__(self, workers: int = 4) -> None:
+        self._free: list[_Worker] = []
+        self._all: list[_Worker] = []
+        self._slots = asyncio.Semaphore(workers)
 
     async def transcribe(self, audio: AsyncIterable[bytes], vocabulary: Sequence[str]) -> str:
         async with self._slots:
-            general = self._free.pop() if self._free else await asyncio.to_thread(_new_decoder)
+            worker = self._free.pop() if self._free else await self._spawn()
             try:
-                return await self._decode(general, audio, vocabulary)
-            finally:
-                self._free.append(general)
+                text = await self._read(worker, audio, vocabulary)
+            except BaseException:
+                await worker.stop()  # mid-utterance: its state is unknown
+                self._all.remove(worker)
+                raise
+            self._free.append(worker)
+            return text
 
-    async def _decode(self, general: Decoder, audio: AsyncIterable[bytes], vocabulary: Sequence[str]) -> str:
-        await asyncio.to_thread(general.start_utt)
-        utterance = bytearray()
+    async def _spawn(self) -> _Worker:
+        worker = await _Worker.start()
+        self._all.append(worker)
+        return worker
+
+    @staticmethod
+    async def _read(worker: _Worker, audio: AsyncIterable[bytes], vocabulary: Sequence[str]) -> str:
+        worker.send(b"S", json.dumps(list(vocabulary)).encode())
         pending = bytearray()
-        try:
-            async for chunk in audio:
-                pending += chunk
-                if len(pending) >= _BATCH_BYTES:
-                    batch, pending = bytes(pending), bytearray()
-                    utterance += batch
-                    await asyncio.to_thread(general.process_raw, batch)
-        finally:
-            utterance += pending
-            reading = await asyncio.to_thread(_finish, general, bytes(pending))
-        known = _Vocabulary.of(general, vocabulary)
-        if not known.phrases or not utterance:
-            return reading
-        biased = await asyncio.to_thread(known.read, bytes(utterance))
-        return biased if known.matches(biased, reading) else reading
+        async for chunk in audio:
+            pending += chunk
+            if len(pending) >= _BATCH_BYTES:
+                worker.send(b"A", bytes(pending))
+                pending.clear()
+                assert worker.proc.stdin is not None
+                await worker.proc.stdin.drain()
+        if pending:
+            worker.send(b"A", bytes(pending))
+        worker.send(b"E")
+        return await worker.text()
 
     async def close(self) -> None:
+        for worker in self._all:
+            await worker.stop()
+        self._all.clear()
         self._free.clear()
-
-
-def _new_decoder() -> Decoder:
-    return Decoder(samprate=INPUT_RATE, loglevel="FATAL")
-
-
-@dataclass(frozen=True)
-class _Vocabulary:
-    phrases: list[list[str]]  # each phrase as the words the dictionary can pronounce
-    pronunciations: dict[str, str]
-
-    @classmethod
-    def of(cls, general: Decoder, texts: Sequence[str]) -> _Vocabulary:
-        pronunciations: dict[str, str] = {}
-        phrases = []
-        for text in texts:
-            words = []
-            for word in _WORD.findall(text.lower()):
-                phones = pronunciations.get(word) or general.lookup_word(word)
-                if phones:
-                    pronunciations[word] = phones
-                    words.append(word)
-            if words:
-                phrases.append(words)
-        return cls(phrases, pronunciations)
-
-    def read(self, utterance: bytes) -> str:
-        """The whole utterance decoded by a decoder that knows only these words (8 ms and 7 MB to make;
-        about 0.03 s per second of speech). Decoded at once, its cepstral mean is the utterance's own,
-        which reads a first utterance far better than a live estimate would."""
-        with tempfile.TemporaryDirectory(prefix="openlive-stt-") as name:
-            directory = Path(name)
-            self._write(directory)
-            decoder = Decoder(
-                samprate=INPUT_RATE,
-                loglevel="FATAL",
-                lm=str(directory / "vocabulary.arpa"),
-                dict=str(directory / "vocabulary.dict"),
-            )
-        decoder.start_utt()
-        decoder.process_raw(utterance, full_utt=True)
-        return _finish(decoder, b"")
-
-    def _write(self, directory: Path) -> None:
-        lm = ArpaBoLM(text="\n".join(" ".join(p) for p in self.phrases), add_start=True)
-        lm.compute()
-        lm.write_file(str(directory / "vocabulary.arpa"))
-        lines = "".join(f"{word} {phones}\n" for word, phones in self.pronunciations.items())
-        (directory / "vocabulary.dict").write_text(lines)
-
-    def matches(self, reading: str, general: str) -> bool:
-        """The reading is (nearly) one whole phrase and not much shorter than the general reading."""
-        words = reading.split()
-        if not words or len(words) < len(general.split()) / 2:
-            return False
-        return any(
-            SequenceMatcher(None, words, phrase, autojunk=False).ratio() >= _PHRASE_MATCH
-            for phrase in self.phrases
-        )
-
-
-def _finish(decoder: Decoder, tail: bytes) -> str:
-    if tail:
-        decoder.process_raw(tail)
-    decoder.end_utt()
-    hyp = decoder.hyp()
-    words = hyp.hypstr.split() if hyp is not None else []
-    return " ".join(w for w in words if not w.startswith(("<", "[")))  # <sil>, [NOISE]
 
 
 @dataclass(frozen=True)

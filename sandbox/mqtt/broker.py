@@ -8,7 +8,6 @@ never reaches a log line or /healthz.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import socket
 import ssl
@@ -16,10 +15,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-
-log = logging.getLogger("openlive.mqtt")
 
 MAX_BACKOFF_S = 10.0
 
@@ -95,8 +93,6 @@ class BrokerConfig(BaseModel):
 
 def properties(correlation: str, response_topic: str | None = None) -> Properties:
     """MQTT 5 publish properties: the job id as correlation data, and where to answer."""
-    from paho.mqtt.packettypes import PacketTypes
-
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     props.CorrelationData = correlation.encode()
     if response_topic is not None:

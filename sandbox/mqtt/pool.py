@@ -36,6 +36,7 @@ from sandbox.status import PoolStatus, WorkerSeen
 log = logging.getLogger("openlive.mqtt")
 
 HEARTBEAT_MISSES = 5  # a worker silent for this many of its heartbeat periods is lost
+WATCH_PERIOD_S = 0.25
 RESULT_GRACE_S = 10.0  # beyond the job's deadline, for the worker's teardown and the trip back
 MAX_MESSAGE_BYTES = 256 << 20  # a result's figures and files, reassembled
 
@@ -303,13 +304,17 @@ class MqttPool:
             self._worker_gone(name, "went offline")
 
     async def _watch_heartbeats(self) -> None:
+        last = time.monotonic()
         while True:
+            await asyncio.sleep(WATCH_PERIOD_S)
             now = time.monotonic()
+            stalled, last = now - last > 4 * WATCH_PERIOD_S, now
+            if stalled:  # this process was not running: heartbeats may be waiting unread in the socket
+                continue
             for name, worker in self._workers.items():
                 if worker.state == "online" and not worker.alive(now):
                     worker.state = "lost"
                     self._worker_gone(name, f"stopped sending heartbeats ({now - worker.last_seen:.1f} s)")
-            await asyncio.sleep(0.25)  # the watchdog's period
 
     def _worker_gone(self, name: str, how: str) -> None:
         log.warning("sandbox worker %s %s", name, how)

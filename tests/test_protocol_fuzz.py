@@ -153,7 +153,7 @@ async def exchange(server: Server, raw: str) -> str:
     async with websockets.connect(server.live_url(), ssl=server.ssl_context(),
                                   additional_headers={"x-goog-api-key": API_KEY}) as ws:  # fmt: skip
         setup = {"model": "models/m", "tools": [{"codeExecution": {}}],
-                 "generationConfig": {"responseModalities": ["TEXT"]}}  # the probe reads text; AUDIO is the default
+                 "generationConfig": {"responseModalities": ["TEXT"]}}  # the probe reads text
         await ws.send(json.dumps({"setup": setup}))
         await ws.recv()
         await ws.send(raw)

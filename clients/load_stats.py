@@ -62,6 +62,7 @@ class BenchResult(BaseModel):
     duration_s: float
     think_s: float
     sessions_connected: int
+    turns_sent: int = 0
     turns_completed: int
     turns_per_s: float
     errors: dict[str, int]
@@ -85,6 +86,7 @@ class Samples:
     errors: Counter[str] = field(default_factory=Counter)
     connected: int = 0
     active: int = 0
+    turns_sent: int = 0
 
     def error(self, kind: str) -> None:
         self.errors[kind] += 1

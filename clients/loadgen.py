@@ -111,6 +111,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 
 async def run_turn(ws: Any, plan: Plan, samples: Samples) -> None:
+    samples.turns_sent += 1
     for frame in plan.turn:
         await ws.send(frame)
         if plan.realtime_audio_s:
@@ -247,6 +248,7 @@ async def bench(args: argparse.Namespace, plan: Plan) -> BenchResult:
         duration_s=args.duration,
         think_s=args.think,
         sessions_connected=samples.connected,
+        turns_sent=samples.turns_sent,
         turns_completed=len(samples.turn_complete),
         turns_per_s=round(len(samples.turn_complete) / wall, 1),
         errors=dict(samples.errors),
@@ -269,7 +271,8 @@ def summary(result: BenchResult) -> str:
     ]
     out = [
         f"scenario {result.scenario}: {result.sessions} sessions x {result.duration_s:.0f} s, "
-        f"{result.sessions_connected} connected, {result.turns_completed} turns ({result.turns_per_s}/s), "
+        f"{result.sessions_connected} connected, {result.turns_completed} of {result.turns_sent} turns "
+        f"completed ({result.turns_per_s}/s), "
         f"errors {result.error_total}" + (f" {result.errors}" if result.errors else ""),
         f"{'ms':<16}{'count':>8}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}",
     ]

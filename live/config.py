@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)  # server processes on one port (SO_REUSEPORT)
     files: FileLimits = Field(default_factory=FileLimits)  # TOML [files]; env OPENLIVE_FILES__DIRECTORY
     log_level: str = "info"
+    # permessage-deflate, which the SDKs offer: off, as measured (BENCHMARKS.md, "Compression"): Live
+    # frames are small, so it saves little on the wire and costs CPU per frame and memory per session.
+    ws_compression: bool = False
     # Speech: pocketsphinx and espeak-ng embedded, or OpenAI-compatible audio upstreams when a URL is set.
     stt_url: str | None = None  # e.g. http://127.0.0.1:8000/v1 (speaches, faster-whisper server, vLLM)
     stt_model: str = "whisper-1"

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import aiomqtt
 
-from protocol import ServerMessage, Setup
+from protocol import ModelText, Outbound, Setup
 from sandbox import Executor, HostCall, Job, PoolStatus, Result
 from sandbox.mqtt import BrokerConfig
 from sandbox.mqtt.broker import backoff
@@ -39,7 +39,7 @@ class SessionEvents(Protocol):
 
     def turn_started(self) -> None: ...
 
-    def sent(self, message: ServerMessage) -> None: ...
+    def sent(self, message: Outbound) -> None: ...
 
     def closed(self) -> None: ...
 
@@ -57,7 +57,7 @@ class NoEvents:
     def turn_started(self) -> None:
         pass
 
-    def sent(self, message: ServerMessage) -> None:
+    def sent(self, message: Outbound) -> None:
         pass
 
     def closed(self) -> None:
@@ -155,7 +155,9 @@ class SessionEventLog:
     def turn_started(self) -> None:
         self.emit("turn_started")
 
-    def sent(self, message: ServerMessage) -> None:
+    def sent(self, message: Outbound) -> None:
+        if isinstance(message, ModelText):
+            return  # text deltas are not published
         if message.tool_call is not None:
             calls = message.tool_call.function_calls
             self.emit(

@@ -164,7 +164,7 @@ class SessionLife:
         at, code, reason = min(self._deadlines)
         lead = min(go_away_lead(self._config.max_connection_s), max(at - time.monotonic(), 0.0))
         await asyncio.sleep(max(at - lead - time.monotonic(), 0.0))
-        await self._emit(go_away(at - time.monotonic()))
+        await self._emit(go_away(min(lead, at - time.monotonic())))  # a timer may fire a little early
         self._server.go_aways.labels(cause="limit").inc()
         await asyncio.sleep(max(at - time.monotonic(), 0.0))
         log.info("session limit reached code=%d reason=%r", code, reason)

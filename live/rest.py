@@ -42,8 +42,9 @@ from protocol import (
     GenerateContentUsage,
     ModelInfo,
     ModelList,
+    ModelText,
+    Outbound,
     Part,
-    ServerMessage,
 )
 from protocol.fields import unknown_field
 
@@ -62,7 +63,10 @@ class _Collector:
     def __init__(self) -> None:
         self.parts: asyncio.Queue[Part | None] = asyncio.Queue()
 
-    async def emit(self, message: ServerMessage) -> None:
+    async def emit(self, message: Outbound) -> None:
+        if isinstance(message, ModelText):
+            self.parts.put_nowait(Part(text=message.text))
+            return
         content = message.server_content
         if content is not None and content.model_turn is not None:
             for part in content.model_turn.parts:

@@ -18,6 +18,7 @@ from live.files import CallerFiles
 from live.generation import Unsupported, check
 from live.lifecycle import SessionLife
 from live.metrics import Metrics
+from live.outbox import INTERNAL_ERROR, Close, Outbox, write
 from live.transport import Transport, TransportClosed
 from live.turns import Conversation, TurnEngine, TurnLimits, TurnUsage
 from live.voice import SpeechTurn, VoiceEngines, truncate_unheard
@@ -27,7 +28,7 @@ from protocol import (
     Content,
     ContextUpdate,
     FunctionResponse,
-    MessageTooLarge,
+    Outbound,
     Part,
     ProtocolError,
     RealtimeInput,
@@ -42,20 +43,12 @@ from sandbox import Executor
 
 log = logging.getLogger("openlive.session")
 
-INTERNAL_ERROR = "Internal error encountered."
-
 
 @dataclass(frozen=True)
 class SessionLimits:
     max_message_bytes: int
     setup_timeout_s: float
     turn: TurnLimits
-
-
-@dataclass(frozen=True)
-class _Close:
-    code: int
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -106,7 +99,7 @@ class Session:
         self._executor = events.observe(executor)
         self._limits = limits
         self._api_version = api_version
-        self._out: asyncio.Queue[ServerMessage | _Close] = asyncio.Queue()
+        self._out = Outbox()
         self._inbox: asyncio.Queue[_Input] = asyncio.Queue()
         self._floor = asyncio.Event()  # clear while the user holds the floor (an open activity)
         self._floor.set()
@@ -417,12 +410,12 @@ class Session:
 
     # --- writing ----------------------------------------------------------------------------------
 
-    def _send(self, message: ServerMessage) -> None:
+    def _send(self, message: Outbound) -> None:
         """Queues a message for the writer (in order, after everything queued before it)."""
         if not self._closing:
             self._out.put_nowait(message)
 
-    async def _emit(self, message: ServerMessage) -> None:
+    async def _emit(self, message: Outbound) -> None:
         if self._speech is not None and is_turn_output(message):
             await self._speech.emit(message)
         else:
@@ -436,27 +429,12 @@ class Session:
         if not self._closing:
             self._closing = True
             self._metrics.closes.labels(code=code).inc()
-            self._out.put_nowait(_Close(code, reason))
+            self._out.put_nowait(Close(code, reason))
 
     async def _write(self) -> None:
-        """The only place that sends, so message order is defined here."""
-        while True:
-            item = await self._out.get()
-            if isinstance(item, _Close):
-                await self._transport.close(item.code, item.reason)
-                return
-            try:
-                data = dump_server_message(item)
-            except MessageTooLarge as exc:  # a bug of ours, never the client's: say so and stop
-                self._log.error("server message too large: %s", exc)
-                self._closing = True
-                await self._transport.close(1011, INTERNAL_ERROR)
-                return
-            try:
-                await self._transport.send(data)
-            except TransportClosed:
-                return
-            self._events.sent(item)
+        """The only place that sends, so message order is defined here (live/outbox.py)."""
+        await write(self._out, self._transport, self._log, self._events.sent)
+        self._closing = True
 
 
 def _conversation(setup: Setup) -> Conversation:

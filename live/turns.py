@@ -37,6 +37,8 @@ from protocol import (
     FunctionResponse,
     GenerationConfig,
     ModalityTokenCount,
+    ModelText,
+    Outbound,
     Part,
     ServerContent,
     ServerMessage,
@@ -56,7 +58,7 @@ class FileReader(Protocol):
         ...
 
 
-Emit = Callable[[ServerMessage], Awaitable[None]]
+Emit = Callable[[Outbound], Awaitable[None]]
 CallFunctions = Callable[[list[FunctionCall]], Awaitable[list[FunctionResponse]]]
 
 
@@ -88,18 +90,18 @@ class Conversation:
     functions: list[FunctionDeclaration] = field(default_factory=list)
     code_execution: bool = False
     generation: GenerationConfig | None = None
+    attachments_added: int = 0  # counted as they come, so adding a turn costs the same at any length
     files: FileReader | None = None  # resolves `fileData` parts; None: only inline data reaches code
 
     def add(self, contents: list[Content]) -> None:
         """Appends client turns, naming unnamed attachments `input_file_N.ext`, the name under which the
         code finds them in its working directory, so the model and the sandbox agree on it."""
-        count = sum(1 for _ in _attachments(self.history))
         self.history.extend(contents)
         for item in _attachments(contents):
             if not item.display_name:
                 extension = mimetypes.guess_extension(item.mime_type or "") or ""
-                item.display_name = f"input_file_{count}{extension}"
-            count += 1
+                item.display_name = f"input_file_{self.attachments_added}{extension}"
+            self.attachments_added += 1
 
     def non_blocking(self) -> set[str]:
         """Functions declared `behavior: NON_BLOCKING`: the turn goes on without their results."""
@@ -118,6 +120,9 @@ class TurnLimits:
     max_code_runs: int = 10  # all runs per turn, so a model that keeps writing code still finishes
     max_output_chars: int = 256 * 1024
     max_model_calls: int = 32  # model calls per turn, so a model that keeps calling functions finishes
+
+
+GENERATION_COMPLETE = ServerMessage(server_content=ServerContent(generation_complete=True))  # never mutated
 
 
 def new_call_id() -> str:
@@ -290,7 +295,7 @@ class TurnEngine:
                 reason = MAX_REGENERATION_REACHED
                 break
         self._metrics.response_tokens.inc(usage.response)
-        await self._emit(ServerMessage(server_content=ServerContent(generation_complete=True)))
+        await self._emit(GENERATION_COMPLETE)
         await self._emit(
             ServerMessage(
                 server_content=ServerContent(turn_complete=True, turn_complete_reason=reason),
@@ -322,7 +327,7 @@ class TurnEngine:
         _append_text(conv, text)
         self._content_sent()
         for start in range(0, len(text), MAX_TEXT_CHARS):
-            await self._emit(model_message(Part(text=text[start : start + MAX_TEXT_CHARS])))
+            await self._emit(ModelText(text[start : start + MAX_TEXT_CHARS]))
 
     async def _run_code(self, conv: Conversation, code: str) -> Result:
         call = ExecutableCode(language="PYTHON", code=code)
@@ -365,7 +370,7 @@ def _model_content(conv: Conversation) -> Content:
 def _append_text(conv: Conversation, text: str) -> None:
     parts = _model_content(conv).parts
     if parts and parts[-1].text is not None and not parts[-1].thought:
-        parts[-1] = Part(text=parts[-1].text + text)
+        parts[-1].text += text  # this turn's own part, shared with nothing: no new model per delta
     else:
         parts.append(Part(text=text))
 

@@ -49,6 +49,8 @@ from .rest import (
 from .server import (
     GoAway,
     ModalityTokenCount,
+    ModelText,
+    Outbound,
     ServerContent,
     ServerMessage,
     SessionResumptionUpdate,
@@ -122,6 +124,8 @@ __all__ = [
     "ModalityTokenCount",
     "ModelInfo",
     "ModelList",
+    "ModelText",
+    "Outbound",
     "Part",
     "PrebuiltVoiceConfig",
     "ProactivityConfig",

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from .client import ClientMessage
 from .errors import CLOSE_INVALID_PAYLOAD, MessageTooLarge, ProtocolError
 from .fields import unknown_field
-from .server import ServerMessage
+from .server import ModelText, Outbound, ServerMessage
 
 MAX_SERVER_MESSAGE_BYTES = 1 << 20
 """websockets' default ``max_size``, which the SDK client does not override."""
@@ -23,6 +23,9 @@ MAX_SERVER_MESSAGE_BYTES = 1 << 20
 _FIELD_BY_KEY: dict[str, str] = {
     key: name for name, field in ClientMessage.model_fields.items() for key in (name, field.alias or name)
 }
+_MODEL_TEXT_HEAD = b'{"serverContent":{"modelTurn":{"role":"model","parts":[{"text":'
+_MODEL_TEXT_TAIL = b"}]}}}"
+_json_string = json.JSONEncoder(ensure_ascii=False).encode  # escapes as pydantic does: ", \\, < 0x20
 _EXPECTED = ", ".join(f.alias or n for n, f in ClientMessage.model_fields.items())
 
 
@@ -98,13 +101,16 @@ def parse_client_message(data: bytes | str) -> ClientMessage:
         raise _invalid(_describe(exc)) from None
 
 
-def dump_server_message(msg: ServerMessage) -> bytes:
+def dump_server_message(msg: Outbound) -> bytes:
     """Serialise for a binary frame: compact UTF-8 JSON, camelCase, None fields left out.
 
     Set sub-objects stay even when empty, so ``SetupComplete()`` gives
     ``{"setupComplete":{}}``. Raises MessageTooLarge over 1 MiB.
     """
-    raw = msg.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
+    if isinstance(msg, ModelText):
+        raw = b"".join((_MODEL_TEXT_HEAD, _json_string(msg.text).encode("utf-8"), _MODEL_TEXT_TAIL))
+    else:
+        raw = msg.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
     if len(raw) > MAX_SERVER_MESSAGE_BYTES:
         raise MessageTooLarge(len(raw), MAX_SERVER_MESSAGE_BYTES)
     return raw

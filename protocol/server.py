@@ -4,12 +4,13 @@ because any other top-level key makes the SDK raise or crash (protocol.md §4.8)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator
 
 from .base import WireModel
-from .parts import Content, FunctionCall
+from .parts import Content, FunctionCall, Part
 
 
 def duration(seconds: float) -> str:
@@ -123,3 +124,23 @@ class ServerMessage(WireModel):
     session_resumption_update: SessionResumptionUpdate | None = None
     voice_activity: VoiceActivity | None = None
     voice_activity_detection_signal: VoiceActivityDetectionSignal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelText:
+    """A model text delta on its way out: the message `serverContent.modelTurn` with one text part.
+
+    Streaming sends one per token or word, so it skips building four validated models per delta;
+    `dump_server_message` writes exactly the bytes of `message()` (tests/test_protocol_fuzz.py checks it).
+    """
+
+    text: str
+
+    def message(self) -> ServerMessage:
+        return ServerMessage(
+            server_content=ServerContent(model_turn=Content(role="model", parts=[Part(text=self.text)]))
+        )
+
+
+Outbound = ServerMessage | ModelText
+"""What a session sends: any server message, or a model text delta in its cheap form."""

@@ -38,7 +38,7 @@ def test_text_load_has_no_errors(bench_server: Server, tmp_path: Path) -> None:
     result = BenchResult.model_validate_json(out.read_text())
     assert result.error_total == 0 and result.errors == {}
     assert result.sessions_connected == 20
-    assert result.turns_completed >= 20
+    assert result.turns_completed >= 20 and result.turns_completed == result.turns_sent
     ttfc, done = result.first_content_ms, result.turn_complete_ms
     assert ttfc.count == done.count == result.turns_completed
     assert ttfc.p50 is not None and ttfc.p99 is not None and done.p99 is not None

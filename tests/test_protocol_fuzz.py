@@ -15,7 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
-from protocol import ClientMessage, ProtocolError, parse_client_message
+from protocol import (
+    ClientMessage,
+    ModelText,
+    ProtocolError,
+    dump_server_message,
+    parse_client_message,
+    parse_server_message,
+)
 from protocol.parts import SCHEDULING_VALUES
 from tests.conftest import API_KEY, Server
 from tests.live_helpers import SEED_PROMPT, ask, scrape, text_config
@@ -146,7 +153,7 @@ async def exchange(server: Server, raw: str) -> str:
     async with websockets.connect(server.live_url(), ssl=server.ssl_context(),
                                   additional_headers={"x-goog-api-key": API_KEY}) as ws:  # fmt: skip
         setup = {"model": "models/m", "tools": [{"codeExecution": {}}],
-                 "generationConfig": {"responseModalities": ["TEXT"]}}  # the probe reads text; AUDIO is the default
+                 "generationConfig": {"responseModalities": ["TEXT"]}}  # the probe reads text
         await ws.send(json.dumps({"setup": setup}))
         await ws.recv()
         await ws.send(raw)
@@ -197,3 +204,12 @@ def test_a_server_survives_random_valid_messages(server: Server) -> None:
 async def test_the_server_still_serves_after_the_fuzzing(server: Server) -> None:
     async with server.client().aio.live.connect(model="m", config=text_config()) as session:
         assert (await ask(session, SEED_PROMPT)).of("result")[0][1].strip() == "5117"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(exclude_categories=["Cs"])))
+def test_model_text_fast_path_writes_the_bytes_of_the_model_dump(text: str) -> None:
+    """`ModelText` skips pydantic for streamed deltas; its bytes are those of the message it stands for."""
+    fast = dump_server_message(ModelText(text))
+    assert fast == dump_server_message(ModelText(text).message())
+    assert parse_server_message(fast).server_content.model_turn.parts[0].text == text  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import weakref
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,12 +103,26 @@ class _Action:
 
 @dataclass(frozen=True)
 class _TurnView:
+    start: int  # index of the latest user text in the history: the turns before it are settled
     user_text: str
     result_of: str | None  # the NON_BLOCKING function whose late result started this turn
     actions: list[_Action]
     output: str  # of the last code result this turn
     response: str  # the last function response this turn, as JSON
-    history_output: str  # of the last code result anywhere in the history (earlier turns too)
+    history: Sequence[Content]
+
+    def history_output(self) -> str:
+        """The last code result anywhere in the history (earlier turns too); only read when a reply
+        asks for it, since it may look back through the whole history."""
+        return next(
+            (
+                (p.code_execution_result.output or "").strip()
+                for c in reversed(self.history)
+                for p in reversed(c.parts)
+                if p.code_execution_result is not None
+            ),
+            "",
+        )
 
 
 def _view(history: Sequence[Content], non_blocking: set[str]) -> _TurnView:
@@ -143,16 +158,7 @@ def _view(history: Sequence[Content], non_blocking: set[str]) -> _TurnView:
                 actions.append(_Action("call"))
             elif p.function_response is not None:
                 response = _response_text(p.function_response)
-    history_output = next(
-        (
-            (p.code_execution_result.output or "").strip()
-            for c in reversed(history)
-            for p in reversed(c.parts)
-            if p.code_execution_result is not None
-        ),
-        "",
-    )
-    return _TurnView(user_text, result_of, actions, output, response, history_output)
+    return _TurnView(start, user_text, result_of, actions, output, response, history)
 
 
 def _response_text(response: FunctionResponse) -> str:
@@ -197,7 +203,7 @@ def _render(template: str, match: re.Match[str], view: _TurnView) -> str:
         if m.group(1) == "output":
             return view.output
         if m.group(1) == "history_output":
-            return view.history_output
+            return view.history_output()
         if m.group(1) == "response":
             return view.response
         group = int(m.group(2))
@@ -235,6 +241,51 @@ def _part_text(part: Part) -> str:
     return part.text or ""
 
 
+@dataclass(frozen=True)
+class _Counted:
+    content: weakref.ref[Content]
+    first: weakref.ref[Content]  # the history's first content then: a history cut at the front recounts
+    words: int  # of the history up to and including `content`
+
+
+class _PromptWords:
+    """Words in a request's history (the scripted model's prompt tokens) without recounting old turns.
+
+    A history grows at its end, so the count up to its last settled content (before the latest user
+    text) is remembered while that content lives, and the next request counts only what came after it:
+    a turn costs the same however long the session has run.
+    """
+
+    def __init__(self) -> None:
+        self._counted: dict[int, _Counted] = {}  # id of a content -> its entry (one per live history)
+
+    def count(self, history: Sequence[Content], settled: int) -> int:
+        if not history:
+            return 0
+        first = history[0]
+        total = begin = 0
+        for i in range(settled - 1, -1, -1):  # one step back per new content, normally
+            entry = self._counted.get(id(history[i]))
+            if entry is not None and entry.content() is history[i] and entry.first() is first:
+                total, begin = entry.words, i + 1
+                del self._counted[id(history[i])]
+                break
+        total += _words(history[begin:settled])
+        if settled:
+            self._remember(history[settled - 1], first, total)
+        return total + _words(history[settled:])
+
+    def _remember(self, content: Content, first: Content, words: int) -> None:
+        key = id(content)
+
+        def forget(ref: weakref.ref[Content]) -> None:
+            entry = self._counted.get(key)
+            if entry is not None and entry.content is ref:
+                del self._counted[key]
+
+        self._counted[key] = _Counted(weakref.ref(content, forget), weakref.ref(first), words)
+
+
 class ScriptedBackend:
     """Serves every model name (so unchanged Gemini examples work) from one script."""
 
@@ -244,6 +295,7 @@ class ScriptedBackend:
         self._script = script
         self._rules = [(re.compile(r.match or "", re.DOTALL), r) for r in script.rules]
         self._served_name = served_name
+        self._prompt_words = _PromptWords()
 
     @classmethod
     def from_file(cls, path: Path | None) -> ScriptedBackend:
@@ -266,8 +318,8 @@ class ScriptedBackend:
         else:
             match, steps = None, [Step(text=self._script.fallback)]
         budget = request.generation.max_output_tokens if request.generation else None
-        prompt = _words(request.history)
         produced = 0
+        prompt = self._prompt_words.count(request.history, view.start)
         for step in steps:
             if step.text is not None:
                 text = _render(step.text, match, view) if match else step.text
@@ -309,7 +361,9 @@ class ScriptedBackend:
 
     async def count_tokens(self, request: ModelRequest) -> int:
         """The scripted model's tokens are words (whitespace-separated), the system instruction's too."""
-        return _words(request.history) + len((request.system_instruction or "").split())
+        settled = _view(request.history, set()).start  # a start no later than the turn's: still settled
+        words = self._prompt_words.count(request.history, settled)
+        return words + len((request.system_instruction or "").split())
 
     def context_window(self) -> int:
         return self._script.context_window

@@ -12,7 +12,17 @@ from live.voice.base import Voice, VoiceEngines
 from live.voice.input import InputConfig, VoiceHooks, VoiceInput
 from live.voice.output import Send, SpeechTurn
 from live.voice.stt import PocketsphinxTranscriber
-from protocol import Content, Part, ProtocolError, ServerContent, ServerMessage, Setup, Transcription
+from protocol import (
+    Content,
+    ModelText,
+    Outbound,
+    Part,
+    ProtocolError,
+    ServerContent,
+    ServerMessage,
+    Setup,
+    Transcription,
+)
 
 _MODALITIES = ("TEXT", "AUDIO")
 _SENTENCE = re.compile(r"(?<=[.!?;:\n])\s+")
@@ -113,8 +123,10 @@ class SessionVoice:
         return [*self.setup.custom_vocabulary, *sentences]
 
 
-def is_turn_output(message: ServerMessage) -> bool:
+def is_turn_output(message: Outbound) -> bool:
     """Messages a spoken turn must order against its audio (the rest goes out at once)."""
+    if isinstance(message, ModelText):
+        return True
     content = message.server_content
     if message.tool_call is not None:
         return True

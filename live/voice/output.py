@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from live.voice.base import Synthesizer, Voice
 from live.voice.pcm import OUTPUT_MIME, OUTPUT_RATE
 from live.voice.sentences import Sentence, SentenceSplitter
-from protocol import Blob, Content, Part, ServerContent, ServerMessage, Transcription
+from protocol import Blob, Content, ModelText, Outbound, Part, ServerContent, ServerMessage, Transcription
 
 Send = Callable[[ServerMessage], Awaitable[None]]
 
@@ -69,7 +69,10 @@ class SpeechTurn:
         self._raw = 0  # characters of model text spoken or skipped so far
         self.first_audio_at: float | None = None
 
-    async def emit(self, message: ServerMessage) -> None:
+    async def emit(self, message: Outbound) -> None:
+        if isinstance(message, ModelText):
+            self._items.put_nowait(message.text)
+            return
         content = message.server_content
         parts = content.model_turn.parts if content and content.model_turn else []
         if len(parts) == 1 and parts[0].text is not None and not parts[0].thought:

@@ -1,0 +1,101 @@
+"""A session's single writer: messages leave in the order they were queued, and nothing else sends.
+
+When the socket or the event loop falls behind the model, the text deltas of a turn pile up in the
+outbox; the writer then sends every delta it finds queued in a row as one message (fewer frames, system
+calls and JSON dumps under load). It never waits for more: when idle each delta leaves at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from live.transport import Transport, TransportClosed
+from live.turns import MAX_TEXT_CHARS
+from protocol import MessageTooLarge, ModelText, Outbound, dump_server_message
+
+INTERNAL_ERROR = "Internal error encountered."
+
+
+@dataclass(frozen=True)
+class Close:
+    """Queued last: close the socket with this code and reason once everything before it is sent."""
+
+    code: int
+    reason: str
+
+
+Queued = Outbound | Close
+
+
+class Outbox:
+    """What the writer has yet to send: a list and one waiter. An idle session holds this, not an
+    `asyncio.Queue` (four deques and an event: about 3 KB each, bench/bench_idle.py)."""
+
+    def __init__(self) -> None:
+        self._items: list[Queued] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Queued) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def take(self) -> list[Queued]:
+        """Everything queued so far, in order, once there is something."""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        items, self._items = self._items, []
+        return items
+
+
+async def write(
+    outbox: Outbox,
+    transport: Transport,
+    log: logging.LoggerAdapter[logging.Logger],
+    sent: Callable[[Outbound], None],
+) -> None:
+    """Sends what is queued until a `Close` (or the peer leaving); returns when nothing more can go out."""
+    while True:
+        for item in _merged(await outbox.take()):
+            if isinstance(item, Close):
+                await transport.close(item.code, item.reason)
+                return
+            try:
+                data = dump_server_message(item)
+            except MessageTooLarge as exc:  # a bug of ours, never the client's: say so and stop
+                log.error("server message too large: %s", exc)
+                await transport.close(1011, INTERNAL_ERROR)
+                return
+            try:
+                await transport.send(data)
+            except TransportClosed:
+                return
+            sent(item)
+
+
+def _merged(items: list[Queued]) -> Iterator[Queued]:
+    """The items with each run of text deltas joined into one (split no finer than the engine's pieces,
+    so each stays under the message limit)."""
+    texts: list[str] = []
+    size = 0
+    for item in items:
+        if isinstance(item, ModelText) and size + len(item.text) <= MAX_TEXT_CHARS:
+            texts.append(item.text)
+            size += len(item.text)
+            continue
+        if texts:
+            yield ModelText(texts[0] if len(texts) == 1 else "".join(texts))
+        texts, size = [], 0
+        if isinstance(item, ModelText):
+            texts, size = [item.text], len(item.text)
+        else:
+            yield item
+    if texts:
+        yield ModelText(texts[0] if len(texts) == 1 else "".join(texts))

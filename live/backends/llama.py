@@ -195,15 +195,16 @@ class LlamaBackend:
             )
             return
         counted = 0
+        limit = min(params["max_tokens"], room)
 
         def count_and_check(_ids: npt.NDArray[np.intc], _logits: npt.NDArray[np.single]) -> bool:
             nonlocal counted
             counted += 1
-            self.tokens_generated += 1
+            if counted <= limit:  # the criteria also see the token past the limit, which is never returned
+                self.tokens_generated += 1
             return stop.is_set() or self._closing.is_set()
 
         criteria = StoppingCriteriaList([count_and_check, *(formatted.stopping_criteria or [])])
-        limit = min(params["max_tokens"], room)
         finish = "stop"
         try:
             chunks = cast(
@@ -230,7 +231,7 @@ class LlamaBackend:
         emit(
             BackendError(1011, SHUTTING_DOWN, 503)
             if self._closing.is_set()
-            else _Done(finish, len(prompt), min(counted, limit))  # the criteria also see the token past it
+            else _Done(finish, len(prompt), min(counted, limit))
         )
 
     def _format(self, messages: list[Message]) -> ChatFormatterResponse:

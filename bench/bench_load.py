@@ -121,12 +121,18 @@ def run_load(url: str, pid: int, args: argparse.Namespace, out: Path) -> dict[st
     return result
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def load_arguments(description: str) -> argparse.ArgumentParser:
+    """The load's shape, shared by the benchmarks that drive `openlive bench`."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--ramp", type=float, default=10.0)
     parser.add_argument("--think", type=float, default=1.0)
+    return parser
+
+
+def main() -> int:
+    parser = load_arguments(__doc__.splitlines()[0])
     parser.add_argument("--compression", action="store_true", help="permessage-deflate on both servers")
     parser.add_argument("--hog", action="store_true", help="keep one core busy during both runs")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "load.json")

@@ -11,25 +11,20 @@ Results go to bench/results/processes.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from bench_load import BIN, ROOT, _raise_fd_limit, run_load, start
+from bench_load import BIN, ROOT, load_arguments, raise_fd_limit, run_load, start
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=1000)
-    parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--ramp", type=float, default=10.0)
-    parser.add_argument("--think", type=float, default=1.0)
+    parser = load_arguments(__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "processes.json")
     args = parser.parse_args()
-    _raise_fd_limit()
+    raise_fd_limit()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     serve = [str(BIN / "openlive"), "serve", "--host", "127.0.0.1", "--port", "0", "--backend", "scripted"]
     results: dict[str, Any] = {"load_average_start": os.getloadavg()[0]}

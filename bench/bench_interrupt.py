@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import select
 import signal
 import statistics
 import subprocess
@@ -31,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 import websockets
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.live_helpers
+from tests.live_helpers import process_chain, wait_exited
 
 BIN = Path(sys.executable).parent
 LIMIT_MS = 100.0
@@ -67,41 +69,6 @@ def say(text: str) -> str:
     )
 
 
-def tree(marker: str) -> tuple[list[int], int]:
-    """pidfds of the job's tree (the child carrying `marker` and its parent, the job), and of the job's
-    monitor (the sandbox's PID 1 of the job's namespaces)."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
-                    child = int(entry.name)
-                    break
-            except OSError:
-                continue
-    else:
-        raise SystemExit(f"no process carries {marker}")
-
-    def parent(pid: int) -> int:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-    job = parent(child)
-    return [os.pidfd_open(child), os.pidfd_open(job)], os.pidfd_open(parent(job))
-
-
-def wait_exited(fds: list[int], timeout_s: float = 10.0) -> float:
-    try:
-        pending, deadline = set(fds), time.perf_counter() + timeout_s
-        while pending:
-            ready, _, _ = select.select(list(pending), [], [], max(0.0, deadline - time.perf_counter()))
-            if not ready:
-                raise SystemExit(f"{len(pending)} processes outlived {timeout_s} s")
-            pending -= set(ready)
-        return time.perf_counter()
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
 async def until(ws: Any, key: str) -> dict[str, Any]:
     while True:
         message: dict[str, Any] = json.loads(await ws.recv())
@@ -118,7 +85,7 @@ async def job_round(url: str) -> tuple[float, float, float]:
         call = (await until(ws, "toolCall"))["toolCall"]["functionCalls"][0]
         answer = {"id": call["id"], "name": call["name"], "response": {}}
         await ws.send(json.dumps({"toolResponse": {"functionResponses": [answer]}}))
-        job, monitor = tree(marker)
+        *job, monitor = process_chain(marker, 3)  # the job's child, the job, its monitor
         sent = time.perf_counter()
         await ws.send(say("echo after"))
         gone = wait_exited(job)
@@ -154,13 +121,7 @@ def floor_round() -> float:
     fds = [os.pidfd_open(proc.pid), os.pidfd_open(child)]
     start = time.perf_counter()
     os.killpg(proc.pid, signal.SIGKILL)
-    pending = set(fds)
-    while pending:
-        ready, _, _ = select.select(list(pending), [], [], 10)
-        pending -= set(ready)
-    took = (time.perf_counter() - start) * 1000
-    for fd in fds:
-        os.close(fd)
+    took = (wait_exited(fds) - start) * 1000
     proc.wait()
     return took
 

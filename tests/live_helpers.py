@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import os
+import select
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from google.genai import live, types
@@ -135,3 +139,38 @@ async def until_code_runs(session: live.AsyncSession, text: str) -> None:
         sc = msg.server_content
         if sc and sc.model_turn and any(p.executable_code for p in sc.model_turn.parts or []):
             return
+
+
+def process_chain(marker: str, length: int) -> list[int]:
+    """pidfds of the process whose command line carries `marker` and of its first `length - 1`
+    ancestors, opened while they run (a sandbox job's child, the job, the job's monitor), so that their
+    exits can be awaited without polling."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                    pids = [int(entry.name)]
+                    break
+            except OSError:
+                continue
+    else:
+        raise AssertionError(f"no process carries {marker}")
+    while len(pids) < length:
+        pids.append(int(Path(f"/proc/{pids[-1]}/stat").read_text().rsplit(")", 1)[1].split()[1]))
+    return [os.pidfd_open(pid) for pid in pids]
+
+
+def wait_exited(pidfds: list[int], timeout_s: float = 10.0) -> float:
+    """Blocks until every process has exited (its pidfd polls readable), closes the pidfds, and returns
+    when (`time.perf_counter()`)."""
+    try:
+        pending, deadline = set(pidfds), time.perf_counter() + timeout_s
+        while pending:
+            ready, _, _ = select.select(list(pending), [], [], max(0.0, deadline - time.perf_counter()))
+            if not ready:
+                raise AssertionError(f"{len(pending)} processes still running after {timeout_s} s")
+            pending -= set(ready)
+        return time.perf_counter()
+    finally:
+        for fd in pidfds:
+            os.close(fd)

@@ -3,18 +3,23 @@ a running 20-second job (whose processes must be gone within 100 ms) and during 
 
 from __future__ import annotations
 
-import os
-import select
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import pytest
 from google.genai import live, types
 
 from tests.conftest import Server
-from tests.live_helpers import Turn, receive_turn, receive_until, scrape, text_config
+from tests.live_helpers import (
+    Turn,
+    process_chain,
+    receive_turn,
+    receive_until,
+    scrape,
+    text_config,
+    wait_exited,
+)
 
 pytestmark = pytest.mark.timeout(60)  # a lost message hangs a receive: fail instead
 MODEL = "gemini-live-2.5-flash-preview"
@@ -77,43 +82,6 @@ async def test_interrupting_streamed_text(semantics_server: Server, interrupter:
     assert usage.prompt_token_count == len(f"{STORY} {sent} echo after".split())
 
 
-def job_tree(marker: str) -> list[int]:
-    """pidfds of a sandbox job's process tree, opened while it runs: the child whose command line
-    carries `marker` and the job that started it. (Their parent, the sandbox's monitor, exits once it
-    has reaped them and reported, tearing down the job's namespaces; that is not the job's tree.)"""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
-                    child = int(entry.name)
-                    break
-            except OSError:
-                continue
-    else:
-        raise AssertionError(f"no process carries {marker}")
-
-    def parent(pid: int) -> int:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-    return [os.pidfd_open(pid) for pid in (child, parent(child))]
-
-
-def wait_exited(pidfds: list[int], timeout_s: float) -> float:
-    """Blocks until every process has exited (its pidfd polls readable); returns when (time.monotonic())."""
-    try:
-        pending = set(pidfds)
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            ready, _, _ = select.select(list(pending), [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                raise AssertionError(f"{len(pending)} processes still running after {timeout_s} s")
-            pending -= set(ready)
-        return time.monotonic()
-    finally:
-        for fd in pidfds:
-            os.close(fd)
-
-
 @INTERRUPTERS
 async def test_interrupting_a_20_second_job_kills_its_tree(
     semantics_server: Server, interrupter: Interrupter
@@ -128,9 +96,11 @@ async def test_interrupting_a_20_second_job_kills_its_tree(
         await session.send_tool_response(
             function_responses=[types.FunctionResponse(id=started.id, name=started.name, response={})]
         )
-        tree = job_tree(marker)
+        # The child carrying `marker` and the job that started it. (Their parent, the sandbox's monitor,
+        # exits once it has reaped them and reported, tearing down the job's namespaces: not the job's tree.)
+        tree = process_chain(marker, 2)
         before = scrape(semantics_server.url, semantics_server.ssl_context())
-        sent_at = time.monotonic()
+        sent_at = time.perf_counter()
         await interrupter(session)
         gone_at = wait_exited(tree, timeout_s=5)
         await receive_turn(session, turn)

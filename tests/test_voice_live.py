@@ -19,6 +19,7 @@ from google.genai import live, types
 
 from live.voice import PocketsphinxTranscriber
 from tests.conftest import Server, start_demo_server
+from tests.live_helpers import scrape
 from tests.speech import chunks, silence, speak
 from tests.test_live_errors import SETUP, closed_with
 
@@ -171,7 +172,15 @@ async def test_spoken_question_is_answered_with_code_and_speech(voice_server: Se
     assert "five thousand one hundred" in reply and "seventeen" in reply
 
 
+def interruptions(server: Server) -> tuple[float, float]:
+    """The server's own count of interruptions, and of those that stopped their turn within 100 ms."""
+    metrics = scrape(server.url, server.ssl_context())
+    within_100_ms = 'openlive_interruption_seconds_bucket{le="0.1"}'
+    return metrics["openlive_interruption_seconds_count"], metrics[within_100_ms]
+
+
 async def test_speech_during_the_answer_barges_in(voice_server: Server) -> None:
+    before = interruptions(voice_server)
     async with voice_server.client().aio.live.connect(model="gemini-live-2.5-flash-preview",
                                                        config=audio_config()) as session:  # fmt: skip
         first = Heard()
@@ -186,6 +195,10 @@ async def test_speech_during_the_answer_barges_in(voice_server: Server) -> None:
         await asyncio.wait_for(listen(session, second), 60)
     (interrupted,) = first.at("interrupted")
     assert interrupted - spoke < 0.35  # 64 ms of speech commits the start; then at once
+    # Measured by the server from the VAD's detected start of speech to the turn stopped (`interrupted`
+    # queued, unsent audio dropped): one interruption, within 100 ms.
+    count, fast = interruptions(voice_server)
+    assert (count - before[0], fast - before[1]) == (1, 1)
     assert first.events[-2][1] == "interrupted" and first.events[-1][1] == "turn_complete"
     assert not [t for t in first.at("audio") if t > interrupted]
     assert "5117" in "".join(second.of("output"))

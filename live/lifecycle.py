@@ -106,7 +106,8 @@ class SessionLife:
         self._resumption: Resumption | None = None
         self._restored: Snapshot | None = None
         self._setup: Setup | None = None
-        self._ended = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._ended: asyncio.Future[None] | None = None  # made by `drain`, the only one that waits
 
     async def admit(self, setup: Setup) -> Setup:
         """The setup the session runs with: a token's locked fields applied, a resumed session's
@@ -151,24 +152,34 @@ class SessionLife:
             conv.history = list(self._restored.history)
         self._server._sessions.add(self)
 
-    async def run(self) -> None:
-        """The deadline timer and the resumption writer; cancelled when the session ends."""
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._enforce_deadline())
-            if self._resumption is not None:
-                self._resumption.checkpoint(self._conv, resumable=True)
-                superseded = lambda: self._close(1008, "Session resumed on another connection.")  # noqa: E731
-                tg.create_task(self._resumption.run(self._emit, self._busy, superseded))
+    @property
+    def resumable(self) -> bool:
+        return self._resumption is not None
 
-    async def _enforce_deadline(self) -> None:
+    def arm(self, send: Callable[[ServerMessage], None]) -> None:
+        """Arms the nearest limit: two timers (goAway, then the close), no task while they wait."""
         at, code, reason = min(self._deadlines)
+        loop = asyncio.get_running_loop()
+        clock = loop.time() - time.monotonic()  # the loop's clock against ours
         lead = min(go_away_lead(self._config.max_connection_s), max(at - time.monotonic(), 0.0))
-        await asyncio.sleep(max(at - lead - time.monotonic(), 0.0))
-        await self._emit(go_away(min(lead, at - time.monotonic())))  # a timer may fire a little early
-        self._server.go_aways.labels(cause="limit").inc()
-        await asyncio.sleep(max(at - time.monotonic(), 0.0))
-        log.info("session limit reached code=%d reason=%r", code, reason)
-        self._close(code, reason)
+
+        def warn() -> None:
+            send(go_away(min(lead, at - time.monotonic())))  # a timer may fire a little early
+            self._server.go_aways.labels(cause="limit").inc()
+            self._timer = loop.call_at(clock + at, expire)
+
+        def expire() -> None:
+            log.info("session limit reached code=%d reason=%r", code, reason)
+            self._close(code, reason)
+
+        self._timer = loop.call_at(clock + at - lead, warn)
+
+    async def run(self) -> None:
+        """The resumption writer (only a resumable session has it); cancelled when the session ends."""
+        assert self._resumption is not None
+        self._resumption.checkpoint(self._conv, resumable=True)
+        superseded = lambda: self._close(1008, "Session resumed on another connection.")  # noqa: E731
+        await self._resumption.run(self._emit, self._busy, superseded)
 
     async def before_turn(self) -> None:
         """Compression (or the window check) before a turn reads the history; 1007 when it cannot fit."""
@@ -184,6 +195,9 @@ class SessionLife:
             self._resumption.checkpoint(self._conv, resumable)
 
     async def drain(self, grace_s: float) -> None:
+        self._ended = asyncio.get_running_loop().create_future()
+        if self not in self._server._sessions:  # it ended already
+            self._ended.set_result(None)
         await self._emit(go_away(grace_s))
         self._server.go_aways.labels(cause="shutdown").inc()
         deadline = time.monotonic() + grace_s
@@ -194,11 +208,14 @@ class SessionLife:
                 await asyncio.wait_for(self._resumption.flush(), max(deadline - time.monotonic(), 1.0))
         self._close(1001, SHUTDOWN_REASON)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ended.wait(), 5.0)
+            await asyncio.wait_for(asyncio.shield(self._ended), 5.0)
 
     async def end(self) -> None:
         self._server._sessions.discard(self)
-        self._ended.set()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._ended is not None and not self._ended.done():
+            self._ended.set_result(None)
         if self._resumption is not None:
             try:
                 await self._resumption.end()

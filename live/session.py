@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from live import parity
 from live.activity import Activity
@@ -100,9 +102,11 @@ class Session:
         self._limits = limits
         self._api_version = api_version
         self._out = Outbox()
-        self._inbox: asyncio.Queue[_Input] = asyncio.Queue()
-        self._floor = asyncio.Event()  # clear while the user holds the floor (an open activity)
-        self._floor.set()
+        self._inbox: list[_Input] = []  # read by the turn loop, a task only while there is input
+        self._held = False  # the user holds the floor (an open activity)
+        self._floor: asyncio.Future[None] | None = None  # what the turn loop waits on while held
+        self._tasks: asyncio.TaskGroup | None = None
+        self._turns: asyncio.Task[None] | None = None
         self._live: _Live | None = None
         self._turn: asyncio.Task[None] | None = None
         self._interrupting = False
@@ -152,14 +156,15 @@ class Session:
         live = self._live
         if interrupts and not (live is not None and live.calls.waiting):
             await self.interrupt("input")
-        self._inbox.put_nowait(_Input(contents, respond))
+        self._inbox.append(_Input(contents, respond))
+        if self._turns is None and live is not None and self._tasks is not None:
+            self._turns = self._tasks.create_task(self._serve_turns(live))
 
     def hold(self, held: bool) -> None:
         """While the user has the floor (an open activity) no new turn starts."""
-        if held:
-            self._floor.clear()
-        else:
-            self._floor.set()
+        self._held = held
+        if not held and self._floor is not None and not self._floor.done():
+            self._floor.set_result(None)
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -187,18 +192,21 @@ class Session:
         self._log.info("session ended")
 
     async def _run(self, live: _Live) -> None:
+        """While idle a session holds this task (reading) and the writer; the turn loop, the voice
+        input's transcriber and the resumption writer are tasks only while they have work."""
         self._live = live
         async with asyncio.TaskGroup() as tg:
+            self._tasks = tg
             writer = tg.create_task(self._write())
-            life = tg.create_task(self._life.run())
-            turns = tg.create_task(self._serve_turns(live))
-            listener = tg.create_task(live.voice.input.run())
+            life = tg.create_task(self._life.run()) if self._life.resumable else None
+            self._life.arm(self._send)  # after the resumption writer: its first handle goes out first
             try:
                 await self._read(live)
             finally:
-                life.cancel()
-                turns.cancel()
-                listener.cancel()
+                self._tasks = None
+                for task in (life, self._turns, live.voice.listener):
+                    if task is not None:
+                        task.cancel()
                 if self._turn is not None:
                     self._turn.cancel()
                     await asyncio.wait([self._turn])
@@ -233,6 +241,7 @@ class Session:
             voice_setup,
             TranscriptTurns(self, activity, self._send, voice_setup.input_transcription),
             lambda: (conv.system_instruction, conv.history),
+            self._spawn,
         )
         live = _Live(
             conv,
@@ -345,14 +354,29 @@ class Session:
         except ApiError as exc:
             raise ProtocolError(1007 if exc.code == 400 else 1008, exc.message) from None
 
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """A task of this session (ended with it)."""
+        assert self._tasks is not None
+        return self._tasks.create_task(work)
+
     async def _serve_turns(self, live: _Live) -> None:
-        """The one task that adds user input to the history and runs its turns, in arrival order."""
-        while True:
-            item = await self._inbox.get()
-            live.conv.add(item.contents)
-            if not item.respond:
-                continue
-            await self._floor.wait()
+        """The one task that adds user input to the history and runs its turns, in arrival order; it
+        ends when no input waits (`user_input` starts it again)."""
+        try:
+            while self._inbox:
+                await self._next_turn(live, self._inbox.pop(0))
+        finally:
+            self._turns = None
+
+    async def _next_turn(self, live: _Live, item: _Input) -> None:
+        live.conv.add(item.contents)
+        if item.respond:
+            while self._held:
+                self._floor = asyncio.get_running_loop().create_future()
+                try:
+                    await self._floor
+                finally:
+                    self._floor = None
             self._metrics.turns.inc()
             self._events.turn_started()
             self._turn = asyncio.create_task(self._run_turn(live, TurnUsage()))
@@ -406,7 +430,7 @@ class Session:
         be resumed now, and a draining server gives it its grace period. Open NON_BLOCKING calls make
         `after_turn` checkpoint a session as not resumable, but do not hold a drain."""
         running = self._turn is not None and not self._turn.done()
-        return running or not self._inbox.empty()
+        return running or bool(self._inbox)
 
     # --- writing ----------------------------------------------------------------------------------
 

@@ -3,9 +3,11 @@ how its audio input is detected and transcribed, and whether speech interrupts t
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from live.activity import Activity, Turns
 from live.voice.base import Voice, VoiceEngines
@@ -102,11 +104,24 @@ class SessionVoice:
         setup: VoiceSetup,
         hooks: VoiceHooks,
         history: Callable[[], tuple[str | None, list[Content]]],
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
     ) -> None:
         self.setup = setup
         self._engines = engines
         self._history = history
-        self.input = VoiceInput(engines, setup.input, hooks, self.vocabulary)
+        self._hooks = hooks
+        self._spawn = spawn
+        self._input: VoiceInput | None = None
+        self.listener: asyncio.Task[None] | None = None  # the input's transcriber, once there is input
+
+    @property
+    def input(self) -> VoiceInput:
+        """The audio input and its transcriber task, made when the first audio or activity mark
+        arrives: a session that never hears audio holds neither (bench/bench_idle.py)."""
+        if self._input is None:
+            self._input = VoiceInput(self._engines, self.setup.input, self._hooks, self.vocabulary)
+            self.listener = self._spawn(self._input.run())
+        return self._input
 
     def speech_turn(self, send: Send) -> SpeechTurn | None:
         """A new spoken turn, or None when the session answers in text."""

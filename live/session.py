@@ -192,7 +192,7 @@ class Session:
             writer = tg.create_task(self._write())
             life = tg.create_task(self._life.run())
             turns = tg.create_task(self._serve_turns(live))
-            listener = tg.create_task(live.voice.input.run())
+            listener = tg.create_task(self._listen(live))
             try:
                 await self._read(live)
             finally:
@@ -204,6 +204,14 @@ class Session:
                     await asyncio.wait([self._turn])
                 if not self._closing:
                     writer.cancel()
+
+    async def _listen(self, live: _Live) -> None:
+        """The voice input for the session's lifetime; a failing speech upstream closes the session."""
+        try:
+            await live.voice.input.run()
+        except BackendError as exc:
+            self._log.warning("speech upstream error code=%d reason=%r", exc.code, exc.reason)
+            self._close(exc.code, exc.reason)
 
     async def _handshake(self) -> _Live:
         raw = await asyncio.wait_for(self._transport.recv(), self._limits.setup_timeout_s)
@@ -223,7 +231,7 @@ class Session:
                   tools=bool(conv.functions) or conv.code_execution, live=True)  # fmt: skip
         except Unsupported as exc:
             raise ProtocolError(1007, str(exc)) from None
-        calls = CallScheduler(self._send, conv.non_blocking)
+        calls = CallScheduler(self._send, self._emit, conv.non_blocking)
         engine = TurnEngine(backend, self._executor, self._limits.turn, self._emit, calls.call, self._metrics)
         history = setup.history_config
         activity = Activity(setup.realtime_input_config, self)

@@ -81,12 +81,16 @@ class SpeechTurn:
             self._items.put_nowait(message)
 
     async def run(self, turn: Awaitable[object]) -> None:
-        """Runs the model turn while speaking it; returns once turnComplete has been sent."""
-        async with asyncio.TaskGroup() as tg:
-            speaker = tg.create_task(self._speak())
-            await turn
-            self._items.put_nowait(None)
-            await speaker
+        """Runs the model turn while speaking it; returns once turnComplete has been sent. A failure of
+        either (a BackendError from the synthesis upstream, say) is raised as itself."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                speaker = tg.create_task(self._speak())
+                await turn
+                self._items.put_nowait(None)
+                await speaker
+        except ExceptionGroup as group:
+            raise group.exceptions[0] from None
 
     def heard_chars(self) -> int:
         """How much of the model's text the user has heard by now, by the playback clock."""

@@ -429,6 +429,12 @@ class Session:
         else:
             self._send(message)
 
+    def _sent(self, message: Outbound) -> None:
+        """The writer put `message` on the socket."""
+        self._events.sent(message)
+        if self._speech is not None:
+            self._speech.written(message)  # its audio starts playing now
+
     async def _emit_now(self, message: ServerMessage) -> None:
         self._send(message)
 
@@ -441,7 +447,7 @@ class Session:
 
     async def _write(self) -> None:
         """The only place that sends, so message order is defined here (live/outbox.py)."""
-        await write(self._out, self._transport, self._log, self._events.sent)
+        await write(self._out, self._transport, self._log, self._sent)
         self._closing = True
 
 

@@ -213,6 +213,19 @@ class Session:
                 if not self._closing:
                     writer.cancel()
 
+    def _listen(self, transcribing: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """The voice input's transcriber, started with the input (`SessionVoice.input`)."""
+        assert self._tasks is not None
+        return self._tasks.create_task(self._transcribe(transcribing))
+
+    async def _transcribe(self, transcribing: Coroutine[Any, Any, None]) -> None:
+        """A failing speech upstream closes the session."""
+        try:
+            await transcribing
+        except BackendError as exc:
+            self._log.warning("speech upstream error code=%d reason=%r", exc.code, exc.reason)
+            self._close(exc.code, exc.reason)
+
     async def _handshake(self) -> _Live:
         raw = await asyncio.wait_for(self._transport.recv(), self._limits.setup_timeout_s)
         self._check_size(raw)
@@ -231,7 +244,7 @@ class Session:
                   tools=bool(conv.functions) or conv.code_execution, live=True)  # fmt: skip
         except Unsupported as exc:
             raise ProtocolError(1007, str(exc)) from None
-        calls = CallScheduler(self._send, conv.non_blocking)
+        calls = CallScheduler(self._send, self._emit, conv.non_blocking)
         engine = TurnEngine(backend, self._executor, self._limits.turn, self._emit, calls.call, self._metrics)
         history = setup.history_config
         activity = Activity(setup.realtime_input_config, self)
@@ -241,7 +254,7 @@ class Session:
             voice_setup,
             TranscriptTurns(self, activity, self._send, voice_setup.input_transcription),
             lambda: (conv.system_instruction, conv.history),
-            self._spawn,
+            self._listen,
         )
         live = _Live(
             conv,
@@ -354,11 +367,6 @@ class Session:
         except ApiError as exc:
             raise ProtocolError(1007 if exc.code == 400 else 1008, exc.message) from None
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """A task of this session (ended with it)."""
-        assert self._tasks is not None
-        return self._tasks.create_task(work)
-
     async def _serve_turns(self, live: _Live) -> None:
         """The one task that adds user input to the history and runs its turns, in arrival order; it
         ends when no input waits (`user_input` starts it again)."""
@@ -445,6 +453,12 @@ class Session:
         else:
             self._send(message)
 
+    def _sent(self, message: Outbound) -> None:
+        """The writer put `message` on the socket."""
+        self._events.sent(message)
+        if self._speech is not None:
+            self._speech.written(message)  # its audio starts playing now
+
     async def _emit_now(self, message: ServerMessage) -> None:
         self._send(message)
 
@@ -457,7 +471,7 @@ class Session:
 
     async def _write(self) -> None:
         """The only place that sends, so message order is defined here (live/outbox.py)."""
-        await write(self._out, self._transport, self._log, self._events.sent)
+        await write(self._out, self._transport, self._log, self._sent)
         self._closing = True
 
 

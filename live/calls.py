@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -26,6 +26,7 @@ from protocol import (
 log = logging.getLogger("openlive.calls")
 
 Send = Callable[[ServerMessage], None]
+Emit = Callable[[ServerMessage], Awaitable[None]]
 
 
 class Scheduling(StrEnum):
@@ -56,8 +57,9 @@ class Late:
 class CallScheduler:
     """Owns every call id the client may still answer; the session routes each `toolResponse` here."""
 
-    def __init__(self, send: Send, non_blocking: Callable[[], set[str]]) -> None:
-        self._send = send
+    def __init__(self, send: Send, emit: Emit, non_blocking: Callable[[], set[str]]) -> None:
+        self._send = send  # at once (toolCallCancellation)
+        self._emit = emit  # as turn output: in a spoken turn, after the audio of the text before it
         self._non_blocking = non_blocking  # names declared NON_BLOCKING now (tools can change mid-session)
         self._waiting: dict[str, asyncio.Future[FunctionResponse]] = {}
         self._open: dict[str, str] = {}  # NON_BLOCKING call id -> function name
@@ -88,7 +90,7 @@ class CallScheduler:
                     self._open[c.id] = c.name
                 else:
                     futures[c.id] = self._waiting[c.id] = loop.create_future()
-            self._send(ServerMessage(tool_call=ToolCall(function_calls=calls)))
+            await self._emit(ServerMessage(tool_call=ToolCall(function_calls=calls)))
             return list(await asyncio.gather(*futures.values()))
         finally:
             abandoned = [i for i in futures if self._waiting.pop(i, None) is not None]

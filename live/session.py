@@ -192,7 +192,7 @@ class Session:
             writer = tg.create_task(self._write())
             life = tg.create_task(self._life.run())
             turns = tg.create_task(self._serve_turns(live))
-            listener = tg.create_task(live.voice.input.run())
+            listener = tg.create_task(self._listen(live))
             try:
                 await self._read(live)
             finally:
@@ -204,6 +204,14 @@ class Session:
                     await asyncio.wait([self._turn])
                 if not self._closing:
                     writer.cancel()
+
+    async def _listen(self, live: _Live) -> None:
+        """The voice input for the session's lifetime; a failing speech upstream closes the session."""
+        try:
+            await live.voice.input.run()
+        except BackendError as exc:
+            self._log.warning("speech upstream error code=%d reason=%r", exc.code, exc.reason)
+            self._close(exc.code, exc.reason)
 
     async def _handshake(self) -> _Live:
         raw = await asyncio.wait_for(self._transport.recv(), self._limits.setup_timeout_s)
@@ -223,7 +231,7 @@ class Session:
                   tools=bool(conv.functions) or conv.code_execution, live=True)  # fmt: skip
         except Unsupported as exc:
             raise ProtocolError(1007, str(exc)) from None
-        calls = CallScheduler(self._send, conv.non_blocking)
+        calls = CallScheduler(self._send, self._emit, conv.non_blocking)
         engine = TurnEngine(backend, self._executor, self._limits.turn, self._emit, calls.call, self._metrics)
         history = setup.history_config
         activity = Activity(setup.realtime_input_config, self)
@@ -421,6 +429,12 @@ class Session:
         else:
             self._send(message)
 
+    def _sent(self, message: Outbound) -> None:
+        """The writer put `message` on the socket."""
+        self._events.sent(message)
+        if self._speech is not None:
+            self._speech.written(message)  # its audio starts playing now
+
     async def _emit_now(self, message: ServerMessage) -> None:
         self._send(message)
 
@@ -433,7 +447,7 @@ class Session:
 
     async def _write(self) -> None:
         """The only place that sends, so message order is defined here (live/outbox.py)."""
-        await write(self._out, self._transport, self._log, self._events.sent)
+        await write(self._out, self._transport, self._log, self._sent)
         self._closing = True
 
 

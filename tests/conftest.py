@@ -103,14 +103,15 @@ def start_server(certs: Path | None, log: Path, *args: str, env: dict[str, str] 
     return Server(proc, url, int(url.rsplit(":", 1)[1]), certs / "ca.pem" if certs else None, log)
 
 
-def start_demo_server(certs: Path, directory: Path, *rules: dict[str, Any]) -> Server:
-    """The scripted model with the bundled demo script, `rules` tried first."""
+def start_demo_server(
+    certs: Path, directory: Path, *rules: dict[str, Any], args: tuple[str, ...] = ()
+) -> Server:
+    """The scripted model with the bundled demo script, `rules` tried first; `args` for `serve`."""
     script = yaml.safe_load(DEFAULT_SCRIPT.read_text())
     script["rules"][:0] = rules
     (directory / "script.yaml").write_text(yaml.safe_dump(script))
-    return start_server(
-        certs, directory / "server.log", "--backend", "scripted", "--script", str(directory / "script.yaml")
-    )
+    script_args = ("--backend", "scripted", "--script", str(directory / "script.yaml"))
+    return start_server(certs, directory / "server.log", *script_args, *args)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ from live.voice import (
     OUTPUT_MIME,
     EspeakSynthesizer,
     InputConfig,
+    PlaybackClock,
     PocketsphinxTranscriber,
     SileroPool,
     SpeechTurn,
@@ -26,6 +27,7 @@ from live.voice.sentences import SentenceSplitter
 from protocol import (
     AutomaticActivityDetection,
     Content,
+    ModelText,
     Part,
     ProtocolError,
     RealtimeInputConfig,
@@ -222,6 +224,7 @@ async def test_speech_turn_paces_turn_complete_and_truncates_to_what_was_heard(e
 
     async def send(message: ServerMessage) -> None:
         sent.append((time.monotonic(), message))
+        speech.written(message)  # a writer that keeps up
 
     voice = engines.tts.voice("Puck", "en-US")
     speech = SpeechTurn(engines.tts, voice, send, transcribe=True)
@@ -266,3 +269,32 @@ async def test_speech_turn_paces_turn_complete_and_truncates_to_what_was_heard(e
     assert said.startswith(kept) and 0 < len(kept) <= len(said) // 2 and not kept.endswith(" ")
     truncate_unheard(history, 1, 0)
     assert len(history) == 1
+
+
+async def test_playback_clock_starts_when_audio_is_written(engines: VoiceEngines) -> None:
+    now = [0.0]
+    clock = PlaybackClock(lambda: now[0])
+    queued: list[ServerMessage] = []
+
+    async def send(message: ServerMessage) -> None:
+        queued.append(message)  # the writer is behind: nothing goes out yet
+
+    said = "The first sentence is short. The second one is a little longer."
+    speech = SpeechTurn(engines.tts, engines.tts.voice("Puck", "en-US"), send, transcribe=False, clock=clock)
+
+    async def model_turn() -> None:
+        await speech.emit(ModelText(said))
+
+    await speech.run(model_turn())
+    contents = [c for m in queued if m.server_content and (c := m.server_content.model_turn)]
+    seconds = sum(len(p.inline_data.data or b"") for c in contents for p in c.parts if p.inline_data) / 48000
+    assert seconds > 2
+    now[0] += 60  # long after: still nothing was written, so nothing was heard
+    assert speech.heard_chars() == 0
+    for message in queued:
+        speech.written(message)
+    assert speech.heard_chars() == 0 and clock.remaining_s() == pytest.approx(seconds)  # it plays from now
+    now[0] += seconds / 2
+    assert 0 < speech.heard_chars() < len(said)
+    now[0] += seconds / 2 + 0.01
+    assert speech.heard_chars() == len(said)

@@ -35,6 +35,14 @@ RULES = [
         ],
     },
     {"match": "(?i)story", "reply": [{"text": "Once upon a time there was a long story. " * 12}]},
+    {
+        "match": "(?i)check the weather",
+        "reply": [
+            {"text": "Let me look that up for you."},
+            {"call": {"name": "get_weather", "args": {"city": "Paris"}}},
+            {"text": "It is {{response}}."},
+        ],
+    },
 ]
 
 
@@ -170,6 +178,40 @@ async def test_spoken_question_is_answered_with_code_and_speech(voice_server: Se
     assert turn_done >= first_audio + seconds - 0.5
     reply = await asyncio.to_thread(transcribe_reply, pcm, "the sum is five thousand one hundred seventeen")
     assert "five thousand one hundred" in reply and "seventeen" in reply
+
+
+async def test_tool_call_follows_the_audio_of_the_sentence_before_it(voice_server: Server) -> None:
+    weather = types.FunctionDeclaration(name="get_weather", description="the weather in a city")
+    config = types.LiveConnectConfig(
+        response_modalities=[types.Modality.AUDIO],
+        tools=[types.Tool(function_declarations=[weather])],
+        output_audio_transcription=types.AudioTranscriptionConfig(),
+    )
+    seen: list[tuple[str, Any]] = []
+    async with voice_server.client().aio.live.connect(model="gemini-live-2.5-flash-preview",
+                                                       config=config) as session:  # fmt: skip
+        await session.send_client_content(turns={"role": "user", "parts": [{"text": "check the weather"}]})
+        async for msg in _messages(session):
+            if msg.tool_call is not None:
+                (call,) = msg.tool_call.function_calls or []
+                seen.append(("call", call.name))
+                answer = types.FunctionResponse(id=call.id, name=call.name, response={"result": "sunny"})
+                await session.send_tool_response(function_responses=[answer])
+            sc = msg.server_content
+            if sc is not None and sc.output_transcription is not None:
+                seen.append(("output", sc.output_transcription.text))
+            if sc is not None and sc.model_turn is not None:
+                seen.append(("audio", b"".join(p.inline_data.data or b"" for p in sc.model_turn.parts or []
+                                               if p.inline_data)))  # fmt: skip
+            if sc is not None and sc.turn_complete:
+                break
+    kinds = [k for k, _ in seen]
+    call_at = kinds.index("call")
+    assert kinds[0] == "output" and seen[0][1] == "Let me look that up for you."
+    spoken_first = b"".join(v for k, v in seen[:call_at] if k == "audio")
+    assert len(spoken_first) / 48000 > 1.0  # the whole first sentence was sent before the call
+    assert kinds[call_at + 1] == "output"  # the answer is spoken after the call
+    assert "sunny" in "".join(v for k, v in seen[call_at:] if k == "output")
 
 
 def interruptions(server: Server) -> tuple[float, float]:

@@ -244,20 +244,20 @@ def _arguments(arguments: str) -> dict[str, Any]:
     return value
 
 
-def upstream_error(exc: BaseException) -> BackendError:
+def upstream_error(exc: BaseException, server: str = "the upstream model server") -> BackendError:
     """Maps an upstream failure to a close code and a reason without secrets or upstream internals."""
     if isinstance(exc, openai.APITimeoutError | TimeoutError):
-        return BackendError(1011, "the upstream model server timed out", 504)
+        return BackendError(1011, f"{server} timed out", 504)
     if isinstance(exc, openai.APIConnectionError):
-        return BackendError(1011, "the upstream model server is unreachable", 503)
+        return BackendError(1011, f"{server} is unreachable", 503)
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
-        return BackendError(1008, f"the upstream model server refused the credentials ({exc.status_code})")
+        return BackendError(1008, f"{server} refused the credentials ({exc.status_code})")
     if isinstance(exc, openai.NotFoundError):
-        return BackendError(1008, "the upstream model server does not serve this model (404)")
+        return BackendError(1008, f"{server} does not serve this model (404)")
     if isinstance(exc, openai.RateLimitError):
-        return BackendError(1011, "the upstream model server is rate limiting (429)", 429)
+        return BackendError(1011, f"{server} is rate limiting (429)", 429)
     if isinstance(exc, openai.APIStatusError):
         if 400 <= exc.status_code < 500:
-            return BackendError(1007, f"the upstream model server rejected the request ({exc.status_code})")
-        return BackendError(1011, f"the upstream model server failed ({exc.status_code})")
-    return BackendError(1011, "the upstream model server reported an error")
+            return BackendError(1007, f"{server} rejected the request ({exc.status_code})")
+        return BackendError(1011, f"{server} failed ({exc.status_code})")
+    return BackendError(1011, f"{server} reported an error")

@@ -26,7 +26,8 @@ Send = Callable[[ServerMessage], Awaitable[None]]
 
 class PlaybackClock:
     """Where the client's playback is, assuming it plays audio back to back from its arrival (an
-    underrun, when audio comes slower than real time, delays the rest)."""
+    underrun, when audio comes slower than real time, delays the rest). Audio counts from when the
+    session's writer put it on the socket, not from when it was queued."""
 
     def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
         self._now = now
@@ -57,14 +58,20 @@ class _Spoken:
 class SpeechTurn:
     """Created per spoken turn; `emit` is what the turn engine sends through while it runs."""
 
-    def __init__(self, tts: Synthesizer, voice: Voice, send: Send, transcribe: bool) -> None:
+    def __init__(
+        self, tts: Synthesizer, voice: Voice, send: Send, transcribe: bool, clock: PlaybackClock | None = None
+    ) -> None:
         self._tts = tts
         self._voice = voice
         self._send = send
         self._transcribe = transcribe
         self._items: asyncio.Queue[str | ServerMessage | None] = asyncio.Queue()
         self._splitter = SentenceSplitter()
-        self._clock = PlaybackClock()
+        self._clock = clock or PlaybackClock()
+        self._queued_s = 0.0  # audio sent to the writer; the clock counts what it has written
+        self._unwritten: dict[int, float] = {}  # id of a queued audio message -> its seconds
+        self._all_written = asyncio.Event()
+        self._all_written.set()
         self._spoken: list[_Spoken] = []
         self._raw = 0  # characters of model text spoken or skipped so far
         self.first_audio_at: float | None = None
@@ -81,12 +88,24 @@ class SpeechTurn:
             self._items.put_nowait(message)
 
     async def run(self, turn: Awaitable[object]) -> None:
-        """Runs the model turn while speaking it; returns once turnComplete has been sent."""
-        async with asyncio.TaskGroup() as tg:
-            speaker = tg.create_task(self._speak())
-            await turn
-            self._items.put_nowait(None)
-            await speaker
+        """Runs the model turn while speaking it; returns once turnComplete has been sent. A failure of
+        either (a BackendError from the synthesis upstream, say) is raised as itself."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                speaker = tg.create_task(self._speak())
+                await turn
+                self._items.put_nowait(None)
+                await speaker
+        except ExceptionGroup as group:
+            raise group.exceptions[0] from None
+
+    def written(self, message: Outbound) -> None:
+        """The session's writer sent `message`: if it is this turn's audio, the client starts playing it."""
+        seconds = self._unwritten.pop(id(message), None)
+        if seconds is not None:
+            self._clock.add(seconds)
+            if not self._unwritten:
+                self._all_written.set()
 
     def heard_chars(self) -> int:
         """How much of the model's text the user has heard by now, by the playback clock."""
@@ -109,13 +128,14 @@ class SpeechTurn:
             for sentence in self._splitter.flush():
                 await self._say(sentence)
             if item.server_content is not None and item.server_content.turn_complete:
+                await self._all_written.wait()
                 await asyncio.sleep(self._clock.remaining_s())  # the client is still playing
             await self._send(item)
         for sentence in self._splitter.flush():
             await self._say(sentence)
 
     async def _say(self, sentence: Sentence) -> None:
-        start_s, raw_start = self._clock.sent_s, self._raw
+        start_s, raw_start = self._queued_s, self._raw
         self._raw += sentence.raw_chars
         if not sentence.text:
             return
@@ -128,10 +148,15 @@ class SpeechTurn:
                 if self.first_audio_at is None:
                     self.first_audio_at = time.monotonic()
                 part = Part(inline_data=Blob(mime_type=OUTPUT_MIME, data=pcm))
-                content = ServerContent(model_turn=Content(role="model", parts=[part]))
-                await self._send(ServerMessage(server_content=content))
-                self._clock.add(len(pcm) / 2 / OUTPUT_RATE)
-        self._spoken.append(_Spoken(start_s, self._clock.sent_s, raw_start, self._raw))
+                message = ServerMessage(
+                    server_content=ServerContent(model_turn=Content(role="model", parts=[part]))
+                )
+                seconds = len(pcm) / 2 / OUTPUT_RATE
+                self._unwritten[id(message)] = seconds
+                self._all_written.clear()
+                self._queued_s += seconds
+                await self._send(message)
+        self._spoken.append(_Spoken(start_s, self._queued_s, raw_start, self._raw))
 
 
 def truncate_unheard(history: list[Content], start: int, heard_chars: int) -> None:

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import openai
 
+from live.backends.openai_compat import upstream_error
 from live.voice import sphinx
 from live.voice.pcm import INPUT_RATE, wav_bytes
 from live.voice.sphinx import LENGTH, request
 
 _SPHINX = Path(sphinx.__file__)
 _BATCH_BYTES = 4 * 1024  # sent to the worker in batches of ~130 ms: little is left at the end
+STT_UPSTREAM = "the speech recognition upstream"  # names it in close reasons
 
 
 class _Worker:
@@ -138,11 +140,14 @@ class OpenAITranscriber:
             pcm += chunk
         if not pcm:
             return ""
-        result = await self._client.audio.transcriptions.create(
-            model=self._model,
-            file=("speech.wav", wav_bytes(bytes(pcm), INPUT_RATE), "audio/wav"),
-            prompt=", ".join(vocabulary)[-800:] or openai.omit,
-        )
+        try:
+            result = await self._client.audio.transcriptions.create(
+                model=self._model,
+                file=("speech.wav", wav_bytes(bytes(pcm), INPUT_RATE), "audio/wav"),
+                prompt=", ".join(vocabulary)[-800:] or openai.omit,
+            )
+        except openai.APIError as exc:
+            raise upstream_error(exc, STT_UPSTREAM) from exc
         text: str = result.text
         return text.strip()
 

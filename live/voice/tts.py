@@ -15,9 +15,11 @@ import subprocess
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
+import httpx
 import numpy as np
 import openai
 
+from live.backends.openai_compat import upstream_error
 from live.voice.base import Voice
 from live.voice.pcm import OUTPUT_RATE, Resampler
 from protocol import ProtocolError
@@ -39,6 +41,7 @@ _VARIANTS = {
 _VOICE_FIELD = "setup.generationConfig.speechConfig.voiceConfig.prebuiltVoiceConfig.voiceName"
 _LANGUAGE_FIELD = "setup.generationConfig.speechConfig.languageCode"
 _READ_BYTES = 4096
+TTS_UPSTREAM = "the speech synthesis upstream"  # names it in close reasons
 _WAV_HEADER = 44  # espeak-ng --stdout writes a canonical 44-byte header (sizes unknown while streaming)
 
 
@@ -144,15 +147,18 @@ class OpenAISynthesizer:
         )
 
     async def synthesize(self, text: str, voice: Voice) -> AsyncGenerator[bytes, None]:
-        async with self._client.audio.speech.with_streaming_response.create(
-            model=self._config.model, voice=voice.name, input=text, response_format="pcm"
-        ) as response:
-            carry = b""
-            async for data in response.iter_bytes(_READ_BYTES):
-                data = carry + data
-                carry = data[len(data) // 2 * 2 :]
-                if len(data) > len(carry):
-                    yield data[: len(data) // 2 * 2]
+        try:
+            async with self._client.audio.speech.with_streaming_response.create(
+                model=self._config.model, voice=voice.name, input=text, response_format="pcm"
+            ) as response:
+                carry = b""
+                async for data in response.iter_bytes(_READ_BYTES):
+                    data = carry + data
+                    carry = data[len(data) // 2 * 2 :]
+                    if len(data) > len(carry):
+                        yield data[: len(data) // 2 * 2]
+        except (openai.APIError, httpx.TransportError) as exc:  # a stream cut mid-body is httpx's
+            raise upstream_error(exc, TTS_UPSTREAM) from exc
 
     async def close(self) -> None:
         await self._client.close()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from live.transport import Transport, TransportClosed
 from live.turns import MAX_TEXT_CHARS
-from protocol import MessageTooLarge, ModelText, Outbound, dump_server_message
+from protocol import MessageTooLarge, ModelText, Outbound, ServerMessage, dump_server_message
 
 INTERNAL_ERROR = "Internal error encountered."
 
@@ -42,6 +42,13 @@ class Outbox:
         self._items.append(item)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def drop_unsent_speech(self) -> int:
+        """Drops the queued audio of the model's turn (and its output transcription): on barge-in the
+        user must not hear, after `interrupted`, what was not yet sent. Returns how many were dropped."""
+        kept = [item for item in self._items if not _is_speech(item)]
+        dropped, self._items = len(self._items) - len(kept), kept
+        return dropped
 
     async def take(self) -> list[Queued]:
         """Everything queued so far, in order, once there is something."""
@@ -99,3 +106,15 @@ def _merged(items: list[Queued]) -> Iterator[Queued]:
             yield item
     if texts:
         yield ModelText(texts[0] if len(texts) == 1 else "".join(texts))
+
+
+def _is_speech(item: Queued) -> bool:
+    """A message that carries only model audio, or only the transcription of model audio."""
+    if not isinstance(item, ServerMessage) or item.model_fields_set != {"server_content"}:
+        return False
+    content = item.server_content
+    if content is None or not content.model_fields_set <= {"model_turn", "output_transcription"}:
+        return False
+    parts = content.model_turn.parts if content.model_turn is not None else []
+    blobs = [p.inline_data for p in parts]
+    return all(b is not None and (b.mime_type or "").startswith("audio/") for b in blobs)

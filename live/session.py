@@ -376,6 +376,7 @@ class Session:
         except asyncio.CancelledError:
             if self._interrupting:  # not the session ending
                 self._metrics.interruptions.inc()
+                self._out.drop_unsent_speech()
                 self._send(ServerMessage(server_content=ServerContent(interrupted=True)))
                 self._send(
                     ServerMessage(

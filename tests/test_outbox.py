@@ -12,7 +12,18 @@ import logging
 
 from live.outbox import Close, Outbox, write
 from live.turns import MAX_TEXT_CHARS
-from protocol import ModelText, Outbound, ServerContent, ServerMessage
+from protocol import (
+    Blob,
+    Content,
+    FunctionCall,
+    ModelText,
+    Outbound,
+    Part,
+    ServerContent,
+    ServerMessage,
+    ToolCall,
+    Transcription,
+)
 
 LOG = logging.LoggerAdapter(logging.getLogger("test.outbox"), {})
 TURN_COMPLETE = ServerMessage(server_content=ServerContent(turn_complete=True))
@@ -86,3 +97,28 @@ async def test_merged_deltas_stay_under_the_message_limit() -> None:
     queue.put_nowait(Close(1000, ""))
     await asyncio.wait_for(write(queue, transport, LOG, ignore_sent), 5)
     assert [len(t or "") for t in texts(transport.frames)] == [MAX_TEXT_CHARS, MAX_TEXT_CHARS, len(piece)]
+
+
+async def test_barge_in_drops_the_unsent_speech_and_keeps_everything_else() -> None:
+    """What the writer has not yet sent of the model's speech is dropped on interruption; text, code,
+    calls and turn signals queued with it still go out, in order."""
+    def audio(n: int) -> ServerMessage:
+        part = Part(inline_data=Blob(mime_type="audio/pcm;rate=24000", data=bytes([n]) * 4))
+        return ServerMessage(server_content=ServerContent(model_turn=Content(role="model", parts=[part])))
+
+    said = ServerMessage(server_content=ServerContent(output_transcription=Transcription(text="The sum")))
+    code = ServerMessage(
+        server_content=ServerContent(
+            model_turn=Content(role="model", parts=[Part(text="Running code.")])
+        )
+    )
+    call = ServerMessage(tool_call=ToolCall(function_calls=[FunctionCall(id="c1", name="f", args={})]))
+    queue = Outbox()
+    for item in (said, audio(1), code, audio(2), call, audio(3), TURN_COMPLETE):
+        queue.put_nowait(item)
+    assert queue.drop_unsent_speech() == 4
+    queue.put_nowait(Close(1000, ""))
+    transport = Recorder()
+    await asyncio.wait_for(write(queue, transport, LOG, ignore_sent), 5)
+    assert [list(frame) for frame in transport.frames] == [["serverContent"], ["toolCall"], ["serverContent"]]
+    assert texts([transport.frames[0], transport.frames[2]]) == ["Running code.", None]

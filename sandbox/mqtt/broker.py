@@ -8,13 +8,17 @@ never reaches a log line or /healthz.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import ssl
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
+import paho.mqtt.client as mqtt
+from aiomqtt.types import PahoSocket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -73,7 +77,7 @@ class BrokerConfig(BaseModel):
     def client(self, identifier: str, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
         host, port, _ = self.endpoint()
         user, password = self.credentials()
-        return aiomqtt.Client(
+        return _PromptClient(
             host,
             port,
             username=user,
@@ -89,6 +93,29 @@ class BrokerConfig(BaseModel):
             # Small request/response messages: Nagle plus delayed ACKs would add ~40 ms per exchange.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+
+
+class _PromptClient(aiomqtt.Client):
+    """Writes each packet to the socket when it is queued, not on a later turn of the event loop.
+
+    aiomqtt defers every write to a writer callback; a busy loop (a job starting in the worker's pool)
+    then holds an `accepted`, a result or a PUBACK for a millisecond or more. paho writes at once when
+    it owns the loop and is not inside a callback; this does the same and falls back to aiomqtt's
+    writer callback for what the socket does not take now.
+    """
+
+    def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: PahoSocket) -> None:
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:  # paho's connect runs in an executor thread
+            on_loop = False
+        if on_loop and client._in_callback_mutex.acquire(blocking=False):  # as paho's own check
+            client._in_callback_mutex.release()
+            with contextlib.suppress(Exception):  # the writer callback meets the error again and reports it
+                client.loop_write()
+            if not client.want_write():
+                return
+        super()._on_socket_register_write(client, userdata, sock)
 
 
 def properties(correlation: str, response_topic: str | None = None) -> Properties:

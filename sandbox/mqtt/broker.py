@@ -109,8 +109,9 @@ class _PromptClient(aiomqtt.Client):
             on_loop = asyncio.get_running_loop() is self._loop
         except RuntimeError:  # paho's connect runs in an executor thread
             on_loop = False
-        if on_loop and client._in_callback_mutex.acquire(blocking=False):  # as paho's own check
-            client._in_callback_mutex.release()
+        mutex = getattr(client, "_in_callback_mutex", None)  # paho's private lock: absent, fall back
+        if on_loop and mutex is not None and mutex.acquire(blocking=False):  # as paho's own check
+            mutex.release()
             with contextlib.suppress(Exception):  # the writer callback meets the error again and reports it
                 client.loop_write()
             if not client.want_write():

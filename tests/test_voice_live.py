@@ -151,18 +151,24 @@ def transcribe_reply(pcm: bytes, expected: str) -> str:
     return asyncio.run(transcribe())
 
 
-async def test_spoken_question_is_answered_with_code_and_speech(voice_server: Server) -> None:
-    async with voice_server.client().aio.live.connect(model="gemini-live-2.5-flash-preview",
-                                                       config=audio_config()) as session:  # fmt: skip
+async def ask_the_spoken_question(server: Server, timeout_s: float) -> Heard:
+    """The spoken prime-sum question through the SDK: its transcript, the code's result and the spoken
+    answer's transcription are checked; the rest of the turn is returned."""
+    async with server.client().aio.live.connect(model="gemini-live-2.5-flash-preview",
+                                                 config=audio_config()) as session:  # fmt: skip
         heard = Heard()
         listener = asyncio.create_task(listen(session, heard))
         await talk(session, silence(0.3) + speak(QUESTION) + silence(0.8))
-        await asyncio.wait_for(listener, 60)
+        await asyncio.wait_for(listener, timeout_s)
     ((said, finished),) = heard.of("input")
     assert said.startswith("what is the sum of the first fifty") and finished
     assert heard.of("result") == ["5117\n"]
-    spoken = "".join(heard.of("output"))
-    assert spoken == "Adding them up. The sum is 5117."
+    assert "".join(heard.of("output")) == "Adding them up. The sum is 5117."
+    return heard
+
+
+async def test_spoken_question_is_answered_with_code_and_speech(voice_server: Server) -> None:
+    heard = await ask_the_spoken_question(voice_server, 60)
     assert heard.of("text") == []  # an AUDIO session gets speech, not text
     kinds = [k for _, k, _ in heard.events if k in ("output", "code", "result")]
     assert kinds == ["output", "code", "result", "output"]  # code and result keep their place in the speech

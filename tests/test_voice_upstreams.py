@@ -19,7 +19,15 @@ from tests.llama_upstream import free_port
 from tests.speech import silence, speak
 from tests.speech_upstream import SpeechUpstream, start_speech_upstream
 from tests.test_live_errors import closed_with
-from tests.test_voice_live import QUESTION, RULES, Heard, audio_config, listen, talk, transcribe_reply
+from tests.test_voice_live import (
+    QUESTION,
+    RULES,
+    Heard,
+    ask_the_spoken_question,
+    audio_config,
+    listen,
+    transcribe_reply,
+)
 
 HELLO = {"match": "(?i)hello", "reply": [{"text": "Hello there."}]}
 BROKEN_VOICE = "Kore"  # mapped to an upstream voice that cannot speak: the upstream answers 500
@@ -49,16 +57,7 @@ def speaking(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 async def test_spoken_question_through_speech_upstreams(speaking: Speaking) -> None:
-    async with speaking.server.client().aio.live.connect(model="gemini-live-2.5-flash-preview",
-                                                          config=audio_config()) as session:  # fmt: skip
-        heard = Heard()
-        listener = asyncio.create_task(listen(session, heard))
-        await talk(session, silence(0.3) + speak(QUESTION) + silence(0.8))
-        await asyncio.wait_for(listener, 90)
-    ((said, finished),) = heard.of("input")
-    assert said.startswith("what is the sum of the first fifty") and finished  # the upstream's reading
-    assert heard.of("result") == ["5117\n"]
-    assert "".join(heard.of("output")) == "Adding them up. The sum is 5117."
+    heard = await ask_the_spoken_question(speaking.server, 90)  # the transcript is the upstream's reading
     pcm = heard.audio()
     assert 2 < len(pcm) / 48000 < 10  # 24 kHz PCM16 from the upstream's `pcm` format
     reply = await asyncio.to_thread(transcribe_reply, pcm, "the sum is five thousand one hundred seventeen")

@@ -33,14 +33,19 @@ def llama_server(certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     srv.stop()
 
 
-def test_structured_output_parses_against_its_schema(llama_server: Server) -> None:
+def describe_lisbon(server: Server, model: str) -> types.GenerateContentResponse:
+    """A structured-output request: the answer must be a `City`."""
     config = types.GenerateContentConfig(
         response_mime_type="application/json", response_schema=City, max_output_tokens=120, temperature=0.0
     )
-    with sync_client(llama_server) as client:
-        response = client.models.generate_content(
-            model=MODEL, contents="Describe the city of Lisbon.", config=config
+    with sync_client(server) as client:
+        return client.models.generate_content(
+            model=model, contents="Describe the city of Lisbon.", config=config
         )
+
+
+def test_structured_output_parses_against_its_schema(llama_server: Server) -> None:
+    response = describe_lisbon(llama_server, MODEL)
     assert isinstance(response.parsed, City), response.text  # the SDK parsed it against the schema
     assert set(json.loads(response.text or "")) == {"name", "population", "coastal"}
 
@@ -101,11 +106,5 @@ def upstream_server(
 
 
 def test_structured_output_through_an_openai_compatible_upstream(upstream_server: Server) -> None:
-    config = types.GenerateContentConfig(
-        response_mime_type="application/json", response_schema=City, max_output_tokens=120, temperature=0.0
-    )
-    with sync_client(upstream_server) as client:
-        response = client.models.generate_content(
-            model="smollm2", contents="Describe the city of Lisbon.", config=config
-        )
+    response = describe_lisbon(upstream_server, "smollm2")
     assert isinstance(response.parsed, City), response.text  # the upstream held it to the schema

@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from live.api_errors import ApiError
+from live.shared_sqlite import connect_shared
 from protocol import Content, FileResource
 
 UPLOAD_LIFETIME_S = 3600  # an upload left unfinished this long is dropped
@@ -128,8 +129,7 @@ class FileStore:
     def open(self) -> None:
         self._data.mkdir(parents=True, exist_ok=True)
         self._partial.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self._root / "files.sqlite", isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_shared(self._root / "files.sqlite")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS files (id TEXT PRIMARY KEY, owner TEXT NOT NULL, display_name TEXT,"
             " mime_type TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, created REAL NOT NULL,"

@@ -1,14 +1,18 @@
 """The session store, memory and SQLite: handle expiry, key binding, takeover, token uses; and two SQLite
-stores on one file (as two server processes have) seeing each other's records and counting uses once."""
+stores on one file (as two server processes have) seeing each other's records and counting uses once;
+processes started together opening one fresh file."""
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 from collections.abc import AsyncIterator
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
+from live.files import FileLimits, FileStore
 from live.store import (
     TOKEN_EXPIRED,
     TOKEN_NEW_SESSION_EXPIRED,
@@ -78,3 +82,31 @@ async def test_sqlite_is_shared_by_processes(tmp_path: Path) -> None:
     finally:
         await one.close()
         await two.close()
+
+
+ROUNDS = 25
+
+
+def open_fresh_files_together(root: str, barrier: Barrier) -> None:
+    """One `--workers` process at start-up, round after round: both stores on a file no one made yet."""
+    for n in range(ROUNDS):
+        barrier.wait(timeout=30)
+        asyncio.run(SqliteStore(Path(root) / f"{n}.db").close())
+        files = FileStore(FileLimits(directory=Path(root) / f"files-{n}"))
+        files.open()
+        files.close()
+
+
+def test_processes_starting_together_open_one_fresh_file(tmp_path: Path) -> None:
+    # Switching a new file to WAL fails at once ("database is locked") for all but one of the
+    # processes that race for it; the server's `--workers 2` start-up failed this way.
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(4)
+    procs = [
+        context.Process(target=open_fresh_files_together, args=(str(tmp_path), barrier)) for _ in range(4)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]

@@ -208,8 +208,9 @@ def _job(setup: Setup, uid: int, fds: RunnerFds, scratch: str) -> NoReturn:
         os.environ.update(JOB_ENV)
         sys.argv = [""]
         channel = socket.socket(fileno=3)
+        streams = runner.prepare()
         frames.send(channel, {"t": "ready"})
     except BaseException:
         traceback.print_exc()
         os._exit(1)
-    runner.serve(channel)
+    runner.serve(channel, streams)

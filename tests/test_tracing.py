@@ -33,7 +33,7 @@ class Collector:
         spans, paths = self.spans, self.paths
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 paths.append(self.path)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = ExportTraceServiceRequest.FromString(body)
@@ -76,7 +76,9 @@ def collector() -> Iterator[Collector]:
 
 
 @pytest.fixture(scope="module")
-def traced_server(certs: Path, collector: Collector, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def traced_server(
+    certs: Path, collector: Collector, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     env = dict(os.environ, OTEL_BSP_SCHEDULE_DELAY="50")  # OpenTelemetry's batch delay, in ms (default 5 s)
     log = tmp_path_factory.mktemp("traced") / "server.log"
     srv = start_server(certs, log, "--backend", "scripted", "--otlp-endpoint", collector.url, env=env)
@@ -92,7 +94,9 @@ def attributes(span: Span) -> dict[str, object]:
     return values
 
 
-async def test_a_code_turn_exports_its_spans_in_one_trace(traced_server: Server, collector: Collector) -> None:
+async def test_a_code_turn_exports_its_spans_in_one_trace(
+    traced_server: Server, collector: Collector
+) -> None:
     async with traced_server.client().aio.live.connect(model=MODEL, config=text_config()) as session:
         turn = await ask(session, SEED_PROMPT)
     assert len(turn.of("code")) == 1

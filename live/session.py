@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from live import parity
+from live import parity, settled
 from live.activity import Activity
 from live.api_errors import ApiError
 from live.backends.errors import BackendError
@@ -406,6 +406,7 @@ class Session:
                 ended, self._turn_ended = self._turn_ended, None
                 if ended is not None:
                     ended.set_result(None)
+                settled.settle(live.conv.history)
 
     async def _run_turn(self, live: _Live, usage: TurnUsage) -> None:
         """One turn; a cancellation is an interruption (answered, the turn loop goes on) or the end of

@@ -76,6 +76,9 @@ class Writable:
     def clear(self) -> None:
         self._set = False
 
+    def is_set(self) -> bool:
+        return self._set
+
     async def wait(self) -> None:
         if self._set:
             return

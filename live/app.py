@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import HTTPConnection
 from starlette.types import Receive, Scope, Send
 
-from live import api_errors, openapi
+from live import api_errors, openapi, tracing
 from live.auth import presented_credential
 from live.config import Settings
 from live.events import NO_EVENTS
@@ -96,6 +96,7 @@ def create_app(
         if services.events is not None:
             await services.events.start()
         tune_gc()
+        stop_tracing = tracing.configure(settings.otlp_endpoint)
         sweeper = asyncio.create_task(services.files.sweep_forever())
         try:
             if on_ready is not None:
@@ -103,6 +104,7 @@ def create_app(
             yield
         finally:
             sweeper.cancel()
+            stop_tracing()
             if services.events is not None:
                 await services.events.close()
             await services.executor.close()

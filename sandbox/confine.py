@@ -1,11 +1,13 @@
 """One confined runner, made by the warm worker ahead of demand: a monitor and its job process.
 
-monitor (root, PID 1 of new PID/IPC/UTS namespaces, cloned straight from the worker): mounts the job's
-    private file system and pivots into it, forks the job, then waits for the job to end or for a kill
-    request from the server. Then it kills and reaps everything left in the namespace (setsid, double
-    forks and fork bombs included) and only then reports the job's exit status. It never reads job data.
-job (PID 2, a per-runner uid): rlimits, no_new_privs, Landlock, seccomp; then says "ready" and waits
-    for its one job.
+monitor (root, PID 1 of new PID/IPC/UTS namespaces): waits for the job to end or for a kill request
+    from the server. Then it kills and reaps everything left in the namespace (setsid, double forks and
+    fork bombs included) and only then reports the job's exit status. It never reads job data.
+    Made by native/spawn.c, it shares the worker's memory only while it forks the job, then becomes
+    native/init.c: the warm image is copied once per runner, for the job. Without the native helpers it
+    is a Python fork of the worker that forks the job itself.
+job (PID 2, a per-runner uid): its private file system (mounted and pivoted into while still root),
+    rlimits, no_new_privs, Landlock, seccomp; then says "ready" and waits for its one job.
 Without a PID namespace (weak mode) the monitor is a plain child and a subreaper, and kills every
 descendant itself.
 """
@@ -25,7 +27,7 @@ import traceback
 from dataclasses import dataclass
 from typing import NoReturn
 
-from sandbox import frames, landlock, linux, rootfs, runner, seccomp_filter
+from sandbox import frames, landlock, linux, native, rootfs, runner, seccomp_filter
 from sandbox.config import Layer, PoolConfig
 
 JOB_ENV = {
@@ -48,6 +50,7 @@ class Setup:
     layers: frozenset[Layer]
     seccomp_bpf: bytes | None
     landlock_abi: int
+    spawner: native.Spawner | None  # the native monitor; None: the Python one
 
 
 @dataclass(frozen=True)
@@ -66,23 +69,44 @@ def _close_all_but(keep: set[int]) -> None:
                 os.close(fd)
 
 
+_NAMESPACES = linux.CLONE_NEWPID | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS
+
+
 def start(setup: Setup, index: int, fds: RunnerFds) -> None:
     """In the worker: create the monitor of one runner (the worker closes its copies of `fds`)."""
-    if "pidns" in setup.layers:  # the monitor is PID 1 of fresh PID, IPC and UTS namespaces
-        pid = linux.fork_into(linux.CLONE_NEWPID | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS)
-    else:
-        pid = os.fork()
+    assert setup.config.uid_base is not None
+    uid = setup.config.uid_base + index
+    pidns = "pidns" in setup.layers
+    if pidns and "mountns" in setup.layers and setup.spawner is not None:
+        if setup.spawner.spawn(_NAMESPACES, fds.monitor) == 0:
+            _native_child(setup, uid, fds)
+        return
+    pid = linux.fork_into(_NAMESPACES) if pidns else os.fork()  # with pidns: PID 1 of fresh namespaces
     if pid != 0:
         return
     code = 1
     try:
-        assert setup.config.uid_base is not None
-        _monitor(setup, setup.config.uid_base + index, fds)
+        _monitor(setup, uid, fds)
         code = 0
     except BaseException:
         traceback.print_exc()
     finally:
         os._exit(code)
+
+
+def _native_child(setup: Setup, uid: int, fds: RunnerFds) -> NoReturn:
+    """The job under the native init: what the Python monitor does before its fork, then the job."""
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker ignores it (spawn.c reset it already)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        os.close(fds.monitor)
+        c = setup.config
+        rootfs.enter_job_root(uid, c.scratch_mb, c.tmp_mb, c.shm_mb)
+        linux.sethostname("sandbox")
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    _job(setup, uid, fds, rootfs.SCRATCH)
 
 
 def _monitor(setup: Setup, uid: int, fds: RunnerFds) -> None:
@@ -184,8 +208,9 @@ def _job(setup: Setup, uid: int, fds: RunnerFds, scratch: str) -> NoReturn:
         os.environ.update(JOB_ENV)
         sys.argv = [""]
         channel = socket.socket(fileno=3)
+        streams = runner.prepare()
         frames.send(channel, {"t": "ready"})
     except BaseException:
         traceback.print_exc()
         os._exit(1)
-    runner.serve(channel)
+    runner.serve(channel, streams)

@@ -70,6 +70,38 @@ def fork_into(namespaces: int) -> int:
     return int(pid)
 
 
+_MADV_HUGEPAGE = 14
+_MADV_COLLAPSE = 25  # Linux 6.1
+_HUGE = 2 << 20
+
+
+def collapse_to_huge_pages() -> int:
+    """Back this process's private anonymous memory (the heap, Python's arenas) with 2 MiB pages, now.
+
+    Where a region holds whole aligned 2 MiB spans. fork() then shares one entry per 2 MiB instead of
+    copying 512, and the child's exit frees as few; a child's write still copies only the 4 KiB it
+    touches. Returns the bytes collapsed; kernels without transparent huge pages collapse nothing.
+    """
+    madvise = _libc.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    collapsed = 0
+    with open("/proc/self/maps") as f:
+        regions = [line.split() for line in f]
+    for fields in regions:
+        path = fields[5] if len(fields) > 5 else ""
+        if path not in ("", "[heap]") or fields[1][1] != "w" or fields[1][3] != "p":
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        start, end = -(-start // _HUGE) * _HUGE, end // _HUGE * _HUGE
+        if (
+            end > start
+            and madvise(start, end - start, _MADV_HUGEPAGE) == 0
+            and madvise(start, end - start, _MADV_COLLAPSE) == 0
+        ):
+            collapsed += end - start
+    return collapsed
+
+
 def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare")
 

@@ -19,14 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sandbox import confine, landlock, linux, rootfs, seccomp_filter
+from sandbox import confine, landlock, linux, native, rootfs, seccomp_filter
 from sandbox.config import LAYERS, Layer, PoolConfig
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from sandbox.zygote import main; main(int(sys.argv[2]))"
 
 
-def _pidns_works() -> str:
+def _pidns_works() -> None:
     """The worker can clone a child into a new PID namespace, where it is PID 1."""
     pid = linux.fork_into(linux.CLONE_NEWPID)
     if pid == 0:
@@ -34,7 +34,6 @@ def _pidns_works() -> str:
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if code:
         raise OSError(f"probe child exited with {code}")
-    return "one per job, with the monitor as its init: the whole tree dies with the job"
 
 
 def _bind_paths(config: PoolConfig) -> list[str]:
@@ -46,16 +45,19 @@ def _bind_paths(config: PoolConfig) -> list[str]:
     return paths
 
 
-def _probe(config: PoolConfig) -> tuple[dict[Layer, tuple[bool, str]], bytes | None, int]:
+def _probe(
+    config: PoolConfig,
+) -> tuple[dict[Layer, tuple[bool, str]], bytes | None, int, native.Spawner | None]:
     """Set up each layer the host allows; say why for each one that it does not."""
     results: dict[Layer, tuple[bool, str]] = {}
     bpf: bytes | None = None
     abi = 0
+    spawner: native.Spawner | None = None
     assert config.uid_base is not None
     uids = [config.uid_base + i for i in range(config.runners)]
 
     def step(layer: Layer) -> str:
-        nonlocal bpf, abi
+        nonlocal bpf, abi, spawner
         if layer == "uid":
             if os.geteuid() != 0:
                 raise OSError("not root: cannot switch to per-runner uids")
@@ -76,7 +78,13 @@ def _probe(config: PoolConfig) -> tuple[dict[Layer, tuple[bool, str]], bytes | N
                 raise OSError("kernel has no Landlock")
             scoping = "" if abi >= 6 else "; no abstract-socket/signal scoping before ABI 6"
             return f"ABI {abi}: read-only outside the writable dirs, no TCP{scoping}"
-        return _pidns_works()
+        _pidns_works()
+        detail = "one per job, with the monitor as its init: the whole tree dies with the job"
+        try:
+            spawner = native.load(config.cache_dir)
+        except OSError as e:
+            return f"{detail}; monitor in Python (native helpers unavailable: {e})"
+        return f"{detail}; native monitor: one copy of the warm image per runner"
 
     for layer in LAYERS:
         if layer in config.skip_layers:
@@ -86,7 +94,7 @@ def _probe(config: PoolConfig) -> tuple[dict[Layer, tuple[bool, str]], bytes | N
             results[layer] = (True, step(layer))
         except Exception as e:
             results[layer] = (False, f"{type(e).__name__}: {e}")
-    return results, bpf, abi
+    return results, bpf, abi, spawner
 
 
 def _warm_up(modules: list[str], dpi: int) -> dict[str, str]:
@@ -112,9 +120,9 @@ def main(control_fd: int) -> None:
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     control = socket.socket(fileno=control_fd)
     config = PoolConfig.model_validate_json(control.recv(1 << 20))
-    layers, bpf, abi = _probe(config)
+    layers, bpf, abi, spawner = _probe(config)
     usable = frozenset(layer for layer, (ok, _) in layers.items() if ok)
-    setup = confine.Setup(config=config, layers=usable, seccomp_bpf=bpf, landlock_abi=abi)
+    setup = confine.Setup(config=config, layers=usable, seccomp_bpf=bpf, landlock_abi=abi, spawner=spawner)
     preload_errors = _warm_up(config.preload, config.figure_dpi)
     hello = {
         "pid": os.getpid(),
@@ -126,6 +134,7 @@ def main(control_fd: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # monitors are reaped by the kernel
     gc.collect()
     gc.freeze()  # keeps the collector from touching (and so copying) the warm heap in every fork
+    linux.collapse_to_huge_pages()  # a fork copies, and an exit frees, 512 times fewer page table entries
     while True:
         message, fds, _, _ = socket.recv_fds(control, 1024, 4)
         if not message:

@@ -102,14 +102,15 @@ async def test_merged_deltas_stay_under_the_message_limit() -> None:
 async def test_barge_in_drops_the_unsent_speech_and_keeps_everything_else() -> None:
     """What the writer has not yet sent of the model's speech is dropped on interruption; text, code,
     calls and turn signals queued with it still go out, in order."""
-
     def audio(n: int) -> ServerMessage:
         part = Part(inline_data=Blob(mime_type="audio/pcm;rate=24000", data=bytes([n]) * 4))
         return ServerMessage(server_content=ServerContent(model_turn=Content(role="model", parts=[part])))
 
     said = ServerMessage(server_content=ServerContent(output_transcription=Transcription(text="The sum")))
     code = ServerMessage(
-        server_content=ServerContent(model_turn=Content(role="model", parts=[Part(text="Running code.")]))
+        server_content=ServerContent(
+            model_turn=Content(role="model", parts=[Part(text="Running code.")])
+        )
     )
     call = ServerMessage(tool_call=ToolCall(function_calls=[FunctionCall(id="c1", name="f", args={})]))
     queue = Outbox()

@@ -152,11 +152,8 @@ async def exchange(server: Server, raw: str) -> str:
     """Setup, the random message, then the probe turn: "answered", or "closed" cleanly (1007/1008)."""
     async with websockets.connect(server.live_url(), ssl=server.ssl_context(),
                                   additional_headers={"x-goog-api-key": API_KEY}) as ws:  # fmt: skip
-        setup = {
-            "model": "models/m",
-            "tools": [{"codeExecution": {}}],
-            "generationConfig": {"responseModalities": ["TEXT"]},
-        }  # the probe reads text
+        setup = {"model": "models/m", "tools": [{"codeExecution": {}}],
+                 "generationConfig": {"responseModalities": ["TEXT"]}}  # the probe reads text
         await ws.send(json.dumps({"setup": setup}))
         await ws.recv()
         await ws.send(raw)

@@ -85,6 +85,31 @@ async def test_input_and_output_files(executor: Executor) -> None:
     assert [(f.name, f.data, f.mime_type) for f in r.files] == [("sum.txt", b"6", "text/plain")]
 
 
+async def test_written_files_come_back_in_path_order_without_links_or_unchanged_inputs(
+    executor: Executor,
+) -> None:
+    code = (
+        "import os\n"
+        "os.makedirs('a/b')\n"
+        "for name in ('a-b', 'a/b/deep.txt', 'a/z.txt', '.hidden', 'changed.txt'):\n"
+        "    open(name, 'w').write(name)\n"
+        "os.symlink('a/z.txt', 'link.txt')\n"
+        "os.symlink('a', 'linked-dir')\n"
+    )
+    inputs = [File(name="same.txt", data=b"same"), File(name="changed.txt", data=b"before")]
+    r = await executor.run(Job(code=code, files=inputs))
+    assert r.outcome == Outcome.OK, r.output
+    # Ordered as paths ('a' < 'a-b' part by part), hidden files included, symlinks and their targets'
+    # second names left out, inputs only when changed.
+    assert [(f.name, f.data) for f in r.files] == [
+        (".hidden", b".hidden"),
+        ("a/b/deep.txt", b"a/b/deep.txt"),
+        ("a/z.txt", b"a/z.txt"),
+        ("a-b", b"a-b"),
+        ("changed.txt", b"changed.txt"),
+    ]
+
+
 async def test_bad_input_file_name_is_rejected(executor: Executor) -> None:
     r = await executor.run(Job(code="print(1)", files=[File(name="../escape", data=b"")]))
     assert (r.outcome, r.output) == (Outcome.FAILED, "[sandbox] bad input file name '../escape'")

@@ -1,0 +1,101 @@
+"""How runners are made: the native monitor (one copy of the warm image per runner), its fallback, and
+the worker's heap on huge pages so that copy is cheap."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sandbox import Job, LocalPool, Outcome, PoolConfig, native
+
+
+@pytest.fixture(scope="module")
+async def pool() -> AsyncIterator[LocalPool]:
+    p = LocalPool(PoolConfig(slots=1, spare_runners=1))
+    await p.start()
+    yield p
+    await p.close()
+
+
+def _proc_status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as f:
+        return {k: v.strip() for k, _, v in (line.partition(":") for line in f)}
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(_proc_status(int(name))["PPid"]) == pid:
+                found.append(int(name))
+        except (OSError, KeyError):
+            continue
+    return found
+
+
+def _kb(value: str) -> int:
+    return int(value.split()[0])
+
+
+async def test_a_ready_runner_is_a_small_init_over_one_copy_of_the_warm_image(pool: LocalPool) -> None:
+    await asyncio.wait_for(pool.wait_idle(), 30)
+    worker = pool.status().worker_pid
+    assert worker is not None
+    assert "native monitor" in pool.status().layers["pidns"].detail
+    monitors = await asyncio.to_thread(_children, worker)
+    assert len(monitors) == pool.config.runners
+    for monitor in monitors:
+        status = await asyncio.to_thread(_proc_status, monitor)
+        assert status["Name"] == "openlive-init"
+        assert _kb(status["VmRSS"]) < 4096  # not a copy of the ~110 MB image
+        (job,) = await asyncio.to_thread(_children, monitor)  # the job, waiting for its code
+        assert _kb((await asyncio.to_thread(_proc_status, job))["VmRSS"]) > 30_000
+
+
+def _huge_pages_on() -> bool:
+    try:
+        return "[never]" not in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _huge_pages_on(), reason="transparent huge pages are off on this host")
+async def test_the_worker_heap_is_on_huge_pages(pool: LocalPool) -> None:
+    worker = pool.status().worker_pid
+    rollup = await asyncio.to_thread(Path(f"/proc/{worker}/smaps_rollup").read_text)
+    huge_kb = int(rollup.split("AnonHugePages:")[1].split()[0])
+    assert huge_kb >= 8 * 1024  # several 2 MiB pages of the warm heap (about half of it here)
+
+
+async def test_helpers_are_not_trusted_from_a_directory_others_can_write(tmp_path: Path) -> None:
+    built = await asyncio.to_thread(native.build, tmp_path)
+    assert built.stat().st_mode & 0o777 == 0o700
+    built.chmod(0o777)
+    with pytest.raises(OSError, match="not private"):
+        await asyncio.to_thread(native.build, tmp_path)
+
+
+async def test_without_the_helpers_the_python_monitor_keeps_every_layer(tmp_path: Path) -> None:
+    """The helpers' directory is not private, so they are not used: same isolation, the slower monitor."""
+    built = await asyncio.to_thread(native.build, tmp_path)
+    built.chmod(0o777)
+    p = LocalPool(PoolConfig(slots=1, spare_runners=0, cache_dir=tmp_path))
+    await p.start()
+    try:
+        status = p.status()
+        assert status.isolation == "full"
+        detail = status.layers["pidns"].detail
+        assert "monitor in Python" in detail and "not private" in detail
+        r = await p.run(Job(code="import os\nprint(os.getpid(), os.getppid())"))
+        assert (r.outcome, r.output) == (Outcome.OK, "2 1\n")
+        worker = status.worker_pid
+        assert worker is not None
+        await asyncio.wait_for(p.wait_idle(), 30)
+        (monitor,) = await asyncio.to_thread(_children, worker)
+        assert (await asyncio.to_thread(_proc_status, monitor))["Name"] != "openlive-init"
+    finally:
+        await p.close()

@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 case "$mode" in
   run)  extras="llama,sandbox-libs" ;;
-  test) extras="llama,sandbox-libs,test" ;;
+  test) extras="llama,sandbox-libs,test,otel" ;;
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 echo "openlive: installing .[$extras] (a first install compiles llama.cpp: about 10 minutes)" >&2

@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from live import api_errors, openapi
+from live import api_errors, openapi, tracing
 from live.config import Settings
 from live.events import NO_EVENTS
 from live.files import CallerFiles
@@ -93,6 +93,7 @@ def create_app(
         if services.events is not None:
             await services.events.start()
         tune_gc()
+        stop_tracing = tracing.configure(settings.otlp_endpoint)
         sweeper = asyncio.create_task(services.files.sweep_forever())
         try:
             if on_ready is not None:
@@ -100,6 +101,7 @@ def create_app(
             yield
         finally:
             sweeper.cancel()
+            stop_tracing()
             if services.events is not None:
                 await services.events.close()
             await services.executor.close()

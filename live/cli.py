@@ -15,7 +15,7 @@ from pathlib import Path
 import uvicorn
 from pydantic import SecretStr, ValidationError
 
-from live import logs
+from live import logs, tracing
 from live.app import create_app
 from live.backends.base import ModelBackend
 from live.backends.llama import LlamaBackend, LlamaConfig
@@ -182,6 +182,7 @@ def serve(args: argparse.Namespace) -> int:
         "max_sessions_per_key": args.max_sessions_per_key,
         "max_jobs_per_key": args.max_jobs_per_key,
         "ws_compression": args.ws_compression,
+        "otlp_endpoint": args.otlp_endpoint,
     }
     broker = {
         "username": args.broker_username,
@@ -198,6 +199,8 @@ def serve(args: argparse.Namespace) -> int:
     if args.files_dir is not None:
         settings.files.directory = args.files_dir
     logs.configure(settings.log_level)
+    if settings.otlp_endpoint and not tracing.available():
+        raise SystemExit("openlive: --otlp-endpoint needs OpenTelemetry: pip install 'openlive[otel]'")
 
     def announce(port: int) -> None:
         host = settings.host
@@ -278,6 +281,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--executor", help="where code runs: local (default) or mqtt://HOST:PORT (remote workers)")
     s.add_argument("--events", help="publish session events to mqtt://HOST:PORT")
     s.add_argument("--events-content", action="store_true", help="events include code, output and arguments")
+    s.add_argument(
+        "--otlp-endpoint", help="export OpenTelemetry spans to this OTLP/HTTP collector, e.g. http://HOST:4318"
+    )
     s.add_argument("--broker-username", help="MQTT login; the password: env OPENLIVE_BROKER__PASSWORD")
     s.add_argument("--broker-ca", type=Path, help="mqtts://: CA file of the broker's certificate")
     s.add_argument("--broker-cert", type=Path, help="mqtts://: client certificate")

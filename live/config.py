@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)  # server processes on one port (SO_REUSEPORT)
     files: FileLimits = Field(default_factory=FileLimits)  # TOML [files]; env OPENLIVE_FILES__DIRECTORY
     log_level: str = "info"
+    # OpenTelemetry spans over OTLP/HTTP to this collector (base URL; needs the `otel` extra). Unset:
+    # OpenTelemetry's own OTEL_EXPORTER_OTLP_ENDPOINT, if set.
+    otlp_endpoint: str | None = Field(None, pattern=r"^https?://.+$")
     # permessage-deflate, which the SDKs offer: off, as measured (BENCHMARKS.md, "Compression"): Live
     # frames are small, so it saves little on the wire and costs CPU per frame and memory per session.
     ws_compression: bool = False

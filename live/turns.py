@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from live import tracing
 from live.backends.base import (
     CodeCall,
     Finish,
@@ -159,13 +160,18 @@ class TurnUsage:
     def response(self) -> int:
         return sum(u.response_tokens for u in self._all())
 
+    @property
+    def prompt(self) -> int:
+        """What the turn's first model call read."""
+        first = self.calls[0] if self.calls else self.current
+        return first.prompt_tokens if first else 0
+
     def _all(self) -> list[Usage]:
         return [*self.calls, *([self.current] if self.current else [])]
 
     def metadata(self) -> UsageMetadata:
-        calls = self._all()
-        prompt = calls[0].prompt_tokens if calls else 0
-        tool_use = max((u.prompt_tokens for u in calls), default=0) - prompt
+        prompt = self.prompt
+        tool_use = max((u.prompt_tokens for u in self._all()), default=0) - prompt
         response = self.response
         return UsageMetadata(
             prompt_token_count=prompt,
@@ -236,8 +242,16 @@ class TurnEngine:
         `maxOutputTokens` is the whole turn's budget (each model call gets what is left) and
         `stopSequences` end the turn where its text reaches one, as Gemini applies them to a response.
         """
-        started = self._started = time.perf_counter()
         usage = usage if usage is not None else TurnUsage()
+        with tracing.turn(conv.model) as span:
+            finish = await self._run(conv, usage)
+            span.set_attribute("gen_ai.response.finish_reasons", finish)
+            span.set_attribute("gen_ai.usage.input_tokens", usage.prompt)
+            span.set_attribute("gen_ai.usage.output_tokens", usage.response)
+            return finish
+
+    async def _run(self, conv: Conversation, usage: TurnUsage) -> str:
+        started = self._started = time.perf_counter()
         runs = failed_runs = model_calls = 0
         reason: str | None = None
         generation = conv.generation
@@ -263,8 +277,9 @@ class TurnEngine:
             if conv.code_execution and not code_allowed:
                 reason = MAX_REGENERATION_REACHED
             # aclosing: the model's stream (an upstream HTTP response) is closed before code runs.
-            async with contextlib.aclosing(self._backend.stream(request)) as events:
-                action = await self._read_step(conv, events, usage, stops)
+            with tracing.model_call(conv.model):
+                async with contextlib.aclosing(self._backend.stream(request)) as events:
+                    action = await self._read_step(conv, events, usage, stops)
             await self._text(conv, stops.flush())
             usage.end_call()
             model_calls += 1
@@ -341,7 +356,12 @@ class TurnEngine:
             host_functions=[f.name for f in conv.functions],
             session=conv.session,
         )
-        result = await self._executor.run(job, self._host_call)
+        with tracing.code_execution() as span:
+            result = await self._executor.run(job, self._host_call)
+            span.set_attribute("openlive.code.outcome", result.outcome.value)
+            span.set_attribute("openlive.sandbox.queue_wait_s", result.queue_wait_s)
+            if result.worker:
+                span.set_attribute("openlive.sandbox.worker", result.worker)
         self._metrics.code_execution.observe(result.duration_s)
         self._metrics.sandbox_queue_wait.observe(result.queue_wait_s)
         blobs, notes = _inline_results(result)

@@ -74,10 +74,13 @@ class BrokerConfig(BaseModel):
             context.load_cert_chain(self.cert_file, self.key_file)
         return context
 
-    def client(self, identifier: str, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
+    def client(
+        self, identifier: str, will: aiomqtt.Will | None = None, *, ack_when_handled: bool = False
+    ) -> PromptClient:
+        """`ack_when_handled`: the caller acknowledges every QoS 1 message itself (`PromptClient.ack`)."""
         host, port, _ = self.endpoint()
         user, password = self.credentials()
-        return _PromptClient(
+        client = PromptClient(
             host,
             port,
             username=user,
@@ -93,16 +96,34 @@ class BrokerConfig(BaseModel):
             # Small request/response messages: Nagle plus delayed ACKs would add ~40 ms per exchange.
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
+        client._client.manual_ack_set(ack_when_handled)
+        return client
 
 
-class _PromptClient(aiomqtt.Client):
+class PromptClient(aiomqtt.Client):
     """Writes each packet to the socket when it is queued, not on a later turn of the event loop.
 
     aiomqtt defers every write to a writer callback; a busy loop (a job starting in the worker's pool)
     then holds an `accepted`, a result or a PUBACK for a millisecond or more. paho writes at once when
     it owns the loop and is not inside a callback; this does the same and falls back to aiomqtt's
     writer callback for what the socket does not take now.
+
+    On loopback or a LAN every packet is a send and a wake-up of the broker, which on a busy machine
+    costs more than the packet's own work; so messages that start work are acknowledged after that work
+    has started (`ack`), and a reply can be written without waiting for its acknowledgement
+    (`publish_now`).
     """
+
+    def ack(self, message: aiomqtt.Message) -> None:
+        """Sends the PUBACK of a QoS 1 message (clients made with `ack_when_handled`; else a no-op)."""
+        self._client.ack(message.mid, message.qos)
+
+    def publish_now(self, topic: str, payload: bytes, props: Properties) -> None:
+        """Publishes at QoS 1 and returns once the packet is written (or queued behind earlier ones, in
+        order), without waiting for the broker's acknowledgement."""
+        info = self._client.publish(topic, payload, 1, False, props)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "could not publish the message")
 
     def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: PahoSocket) -> None:
         try:

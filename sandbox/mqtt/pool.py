@@ -2,7 +2,9 @@
 
 One aiomqtt client lives as long as the pool; one receive task reads every message and resolves the
 pending job it names (correlation data = job id). A job is published at QoS 1 with this server's inbox as
-its response topic; the worker that takes it answers `accepted` at once, then host calls and the result.
+its response topic; the worker that takes it answers `accepted` as the job starts, then host calls and
+the result. Messages are acknowledged (PUBACK) once handled, so the acknowledgement's send is not on the
+way of the work it follows.
 Failures end a job with OUTCOME_FAILED and say why, never by hanging or running it twice:
   nobody accepts within accept_timeout_s   -> published once more, then failed
   its worker goes offline or stops beating -> failed (not retried: it may have had effects)
@@ -29,7 +31,7 @@ from sandbox import frames
 from sandbox.conversation import answer_host_call
 from sandbox.models import HostCall, Job, Outcome, Result
 from sandbox.mqtt import wire
-from sandbox.mqtt.broker import BrokerConfig, backoff, correlation, properties
+from sandbox.mqtt.broker import BrokerConfig, PromptClient, backoff, correlation, properties
 from sandbox.pool import SandboxUnavailable
 from sandbox.status import PoolStatus, WorkerSeen
 
@@ -85,7 +87,7 @@ class MqttPool:
         self._connect_timeout_s = connect_timeout_s
         self._id = uuid.uuid4().hex[:16]
         self._inbox = wire.server_inbox(self._id)
-        self._client: aiomqtt.Client | None = None
+        self._client: PromptClient | None = None
         self._connected = asyncio.Event()
         self._closed = False
         self._pending: dict[str, _Pending] = {}
@@ -129,7 +131,7 @@ class MqttPool:
     async def _stay_connected(self) -> None:
         for attempt in itertools.count():
             try:
-                async with self.broker.client(f"openlive-server-{self._id}") as client:
+                async with self.broker.client(f"openlive-server-{self._id}", ack_when_handled=True) as client:
                     await client.subscribe(self._inbox, qos=1)
                     await client.subscribe(wire.WORKER_STATUS_ALL, qos=1)
                     attempt = 0
@@ -239,25 +241,32 @@ class MqttPool:
 
     # --- receiving ---------------------------------------------------------------------------------
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
+    async def _receive(self, client: PromptClient) -> None:
         assembler = wire.Assembler(MAX_MESSAGE_BYTES)
+        loop = asyncio.get_running_loop()
         async for message in client.messages:
-            payload = bytes(message.payload)
-            name = wire.worker_of_status_topic(message.topic.value)
-            if name is not None:
-                self._on_status(name, payload)
-                continue
-            job_id = correlation(message)
-            pending = self._pending.get(job_id or "")
             try:
-                decoded = assembler.feed(payload)
-            except frames.FrameError as e:
-                log.warning("job %s: malformed message from a worker: %s", job_id, e)
-                if pending is not None:
-                    pending.fail(f"worker {pending.worker} sent a malformed message: {e}")
-                continue
-            if decoded is not None and job_id is not None:
-                self._on_job_message(job_id, pending, decoded)
+                self._on_message(message, assembler)
+            finally:  # acknowledged once the job's waiting task has taken its result, not before
+                loop.call_soon(client.ack, message)
+
+    def _on_message(self, message: aiomqtt.Message, assembler: wire.Assembler) -> None:
+        payload = bytes(message.payload)
+        name = wire.worker_of_status_topic(message.topic.value)
+        if name is not None:
+            self._on_status(name, payload)
+            return
+        job_id = correlation(message)
+        pending = self._pending.get(job_id or "")
+        try:
+            decoded = assembler.feed(payload)
+        except frames.FrameError as e:
+            log.warning("job %s: malformed message from a worker: %s", job_id, e)
+            if pending is not None:
+                pending.fail(f"worker {pending.worker} sent a malformed message: {e}")
+            return
+        if decoded is not None and job_id is not None:
+            self._on_job_message(job_id, pending, decoded)
 
     def _on_job_message(self, job_id: str, pending: _Pending | None, message: wire.Message) -> None:
         header = message[0]

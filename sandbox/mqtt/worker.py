@@ -30,7 +30,7 @@ from sandbox import frames
 from sandbox.config import PoolConfig
 from sandbox.models import Outcome, Result
 from sandbox.mqtt import wire
-from sandbox.mqtt.broker import BrokerConfig, backoff, correlation, properties, response_topic
+from sandbox.mqtt.broker import BrokerConfig, PromptClient, backoff, correlation, properties, response_topic
 from sandbox.pool import LocalPool, SandboxUnavailable
 
 log = logging.getLogger("openlive.worker")
@@ -82,7 +82,7 @@ class RemoteWorker:
         """Serves jobs forever; a lost broker connection is retried with backoff (jobs running then die)."""
         will = aiomqtt.Will(wire.worker_status(self.name), self._status("offline"), qos=1)
         for attempt in itertools.count():
-            client = self._broker.client(f"openlive-worker-{self.name}", will)
+            client = self._broker.client(f"openlive-worker-{self.name}", will, ack_when_handled=True)
             try:
                 async with client:
                     log.info("worker %s connected to %s", self.name, self._broker.display())
@@ -110,45 +110,60 @@ class RemoteWorker:
             await client.publish(wire.worker_status(self.name), self._status("online"), qos=0)
             await asyncio.sleep(self._heartbeat_s)  # the heartbeat period itself
 
-    async def _receive(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
+    async def _receive(self, client: PromptClient, tg: asyncio.TaskGroup) -> None:
         assembler = wire.Assembler(MAX_MESSAGE_BYTES)
+        loop = asyncio.get_running_loop()
         async for message in client.messages:
-            job_id = correlation(message)
+            job = None
             try:
-                decoded = assembler.feed(bytes(message.payload))
-            except frames.FrameError as e:
-                log.warning("worker %s: dropped a malformed message on %s: %s", self.name, message.topic, e)
-                continue
-            if decoded is None or job_id is None:
-                continue
-            header = decoded[0]
-            if message.topic.matches(wire.JOBS):
-                reply_to = response_topic(message)
-                if reply_to is not None and job_id not in self._seen:
-                    self._seen.append(job_id)
-                    job = self._jobs[job_id] = _RunningJob(reply_to)
-                    job.task = tg.create_task(self._serve(client, job_id, job, decoded, tg))
-                continue
-            running = self._jobs.get(job_id)
-            if running is None:
-                continue
-            if header.get("t") == "cancel" and running.task is not None:
-                log.info("worker %s: job %s cancelled by the server", self.name, job_id)
-                running.task.cancel()
-            elif header.get("t") == "reply":
-                future = running.replies.get(header.get("n", -1))
-                if future is not None and not future.done():
-                    future.set_result(header)
-            elif header.get("t") == "job" and running.body is not None and not running.body.done():
-                running.body.set_result(decoded)
+                job = self._on_message(client, message, assembler, tg)
+            finally:
+                if job is None:  # a job's message is acknowledged once the job has started
+                    loop.call_soon(client.ack, message)
+
+    def _on_message(
+        self, client: PromptClient, message: aiomqtt.Message, assembler: wire.Assembler, tg: asyncio.TaskGroup
+    ) -> _RunningJob | None:
+        """The job this message starts, if it is one."""
+        job_id = correlation(message)
+        try:
+            decoded = assembler.feed(bytes(message.payload))
+        except frames.FrameError as e:
+            log.warning("worker %s: dropped a malformed message on %s: %s", self.name, message.topic, e)
+            return None
+        if decoded is None or job_id is None:
+            return None
+        header = decoded[0]
+        if message.topic.matches(wire.JOBS):
+            reply_to = response_topic(message)
+            if reply_to is None or job_id in self._seen:
+                return None
+            self._seen.append(job_id)
+            body = asyncio.get_running_loop().create_future() if header.get("deferred") else None
+            job = self._jobs[job_id] = _RunningJob(reply_to, body=body)
+            job.task = tg.create_task(self._serve(client, job_id, job, decoded, message))
+            return job
+        running = self._jobs.get(job_id)
+        if running is None:
+            return None
+        if header.get("t") == "cancel" and running.task is not None:
+            log.info("worker %s: job %s cancelled by the server", self.name, job_id)
+            running.task.cancel()
+        elif header.get("t") == "reply":
+            future = running.replies.get(header.get("n", -1))
+            if future is not None and not future.done():
+                future.set_result(header)
+        elif header.get("t") == "job" and running.body is not None and not running.body.done():
+            running.body.set_result(decoded)
+        return None
 
     async def _serve(
         self,
-        client: aiomqtt.Client,
+        client: PromptClient,
         job_id: str,
         job: _RunningJob,
         message: wire.Message,
-        tg: asyncio.TaskGroup,
+        offer: aiomqtt.Message,
     ) -> None:
         async def publish(msg: wire.Message) -> None:
             for payload in wire.split(msg, self._broker.max_payload_bytes, f"{job_id}.{next(self._calls)}"):
@@ -166,21 +181,29 @@ class RemoteWorker:
                 return answer.get("value")
             raise HostCallFailed(str(answer.get("error") or "the host call failed"))
 
-        try:
-            if message[0].get("deferred"):
-                job.body = asyncio.get_running_loop().create_future()
-            # Sent while the job starts (paho keeps the order): the job need not wait for the broker's ack.
-            # Yield once so it reaches the socket before the pool's own start-up work holds the loop.
-            accepted = tg.create_task(publish(({"t": "accepted", "worker": self.name}, [])))
-            await asyncio.sleep(0)
+        def accept() -> None:
+            """Says the job is this worker's, and only then acknowledges the offer. Sent once the pool
+            has the job (the job's first step), so it costs the job nothing: any host call the job makes
+            is published after it, and a job with no host calls has no effects outside its sandbox, so a
+            worker that dies in between cannot make a job act twice."""
             try:
-                if job.body is not None:
+                accepted = frames.encode({"t": "accepted", "worker": self.name}, [])
+                client.publish_now(job.reply_to, accepted, properties(job_id))
+            except aiomqtt.MqttError as e:  # the receive loop meets the lost connection and reconnects
+                log.warning("worker %s: could not accept job %s: %s", self.name, job_id, e)
+            client.ack(offer)
+
+        try:
+            try:
+                if job.body is None:
+                    asyncio.get_running_loop().call_soon(accept)  # runs once `pool.run` has taken the job
+                else:  # the server sends a deferred job's body once it knows who took it
+                    accept()
                     async with asyncio.timeout(BODY_TIMEOUT_S):
                         message = await job.body
                 result = await self._pool.run(wire.parse_job(message), host_call)
             except (frames.FrameError, SandboxUnavailable, TimeoutError) as e:
                 result = Result(outcome=Outcome.FAILED, output=f"[sandbox] worker {self.name}: {e}")
-            await accepted
             await publish(wire.result_message(result, self.name))
         except asyncio.CancelledError:
             return  # cancelled by the server (it has already answered) or the connection is gone

@@ -11,14 +11,17 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
 
 from live import api_errors, openapi, tracing
+from live.auth import presented_credential
 from live.config import Settings
 from live.events import NO_EVENTS
 from live.files import CallerFiles
@@ -30,7 +33,7 @@ from live.rest_common import Caller
 from live.services import Services
 from live.session import Session, SessionLimits
 from live.tokens import identify, token_router
-from live.transport import StarletteTransport, TransportClosed
+from live.transport import AsgiTransport, TransportClosed
 from live.turns import TurnLimits
 from protocol import CountTokensRequest, GenerateContentRequest, ProtocolError
 
@@ -177,11 +180,21 @@ def create_app(
     if WEB_CONSOLE.is_dir():
         app.mount("/console", StaticFiles(directory=WEB_CONSOLE), name="console")
 
-    async def live(websocket: WebSocket) -> None:
-        await websocket.accept()
-        transport = StarletteTransport(websocket)
-        match = LIVE_PATH.fullmatch(re.sub("/+", "/", websocket.url.path))
-        if match is None:
+    def live(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Every WebSocket comes here (`live.serving`). What the session needs of the handshake is read
+        now, so the coroutine that serves it does not hold the scope and its headers (~2 KB each idle
+        session would keep: bench/bench_idle.py)."""
+        handshake = HTTPConnection(scope)
+        match = LIVE_PATH.fullmatch(re.sub("/+", "/", handshake.url.path))
+        credential = presented_credential(handshake.headers, handshake.query_params)
+        return serve_live(LiveRequest.of(match, credential), AsgiTransport(receive, send))
+
+    async def serve_live(request: LiveRequest | None, transport: AsgiTransport) -> None:
+        try:
+            await transport.accept()
+        except TransportClosed:
+            return
+        if request is None:
             await transport.close(1008, "Method not found.")
             return
         s = running()
@@ -189,11 +202,7 @@ def create_app(
             if s.lifecycle.draining:
                 raise ProtocolError(1001, SHUTDOWN_REASON)
             caller = await identify(
-                websocket.headers,
-                websocket.query_params,
-                match["method"].endswith("Constrained"),
-                settings.api_keys,
-                s.lifecycle.store,
+                request.credential, request.constrained, settings.api_keys, s.lifecycle.store
             )
             async with s.lifecycle.limits.session(caller.owner):
                 session_id = uuid.uuid4().hex
@@ -203,7 +212,7 @@ def create_app(
                     s.lifecycle.limits.executor(s.executor, caller.owner),
                     limits,
                     session_id=session_id,
-                    api_version=match["version"],
+                    api_version=request.version,
                     metrics=s.metrics,
                     life=s.lifecycle.open(caller),
                     voice=s.voice,
@@ -219,21 +228,21 @@ def create_app(
             s.metrics.closes.labels(code=exc.code).inc()
             await transport.close(exc.code, exc.reason)
 
-    app.add_middleware(LiveSockets, endpoint=live)
+    app.state.live = live
     return app
 
 
-class LiveSockets:
-    """Every WebSocket goes straight to the Live endpoint, past FastAPI's routing, dependency and
-    exception wrappers: per request they are cheap, but a Live session holds them for its whole life
-    (about 5 KB of an idle session's memory; bench/bench_idle.py). HTTP goes on to the app."""
+@dataclass(frozen=True, slots=True)
+class LiveRequest:
+    """What a Live session needs of its handshake: the API version, the method, the caller's key."""
 
-    def __init__(self, app: ASGIApp, endpoint: Callable[[WebSocket], Awaitable[None]]) -> None:
-        self._app = app
-        self._endpoint = endpoint
+    version: str
+    constrained: bool  # the `...Constrained` method, the only one that takes ephemeral tokens
+    credential: str | None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            await self._endpoint(WebSocket(scope, receive, send))
-        else:
-            await self._app(scope, receive, send)
+    @classmethod
+    def of(cls, match: re.Match[str] | None, credential: str | None) -> LiveRequest | None:
+        """None when the path names no Live method."""
+        if match is None:
+            return None
+        return cls(match["version"], match["method"].endswith("Constrained"), credential)

@@ -30,6 +30,7 @@ from live.lifecycle import Lifecycle, LifecycleConfig
 from live.metrics import Metrics
 from live.processes import listen, serve_processes
 from live.services import Services
+from live.serving import live_protocol
 from live.store import open_store
 from live.tokens import KeyLimits
 from live.voice import (
@@ -231,7 +232,7 @@ def _run(settings: Settings, sock: socket.socket, ready: Callable[[], None]) -> 
         app,
         ssl_certfile=settings.tls_cert,
         ssl_keyfile=settings.tls_key,
-        ws="websockets-sansio",  # no tasks of its own per connection, one write per frame
+        ws=live_protocol(app.state.live),  # uvicorn's sans-I/O websockets, lean per connection
         ws_max_size=4 * settings.max_message_bytes,  # the session answers oversize frames itself
         ws_per_message_deflate=settings.ws_compression,
         log_level="warning",

@@ -27,7 +27,7 @@ from live.resumption import Resumption, Snapshot
 from live.store import SessionStore
 from live.tokens import Caller, KeyLimits, admit_token
 from live.turns import Conversation
-from protocol import GoAway, ProtocolError, ServerMessage, Setup, duration
+from protocol import ContextWindowCompression, GoAway, ProtocolError, ServerMessage, Setup, duration
 
 log = logging.getLogger("openlive.lifecycle")
 
@@ -60,6 +60,7 @@ def go_away(seconds: float) -> ServerMessage:
 
 
 Emit = Callable[[ServerMessage], Awaitable[None]]
+Limit = tuple[float, int, str]  # when (time.monotonic()), the close code, its reason
 
 
 class Lifecycle:
@@ -102,10 +103,10 @@ class SessionLife:
         self._config = server.config
         self.caller = caller
         self._started = time.monotonic()
-        self._deadlines: list[tuple[float, int, str]] = []
+        self._deadlines: list[Limit] = []
         self._resumption: Resumption | None = None
         self._restored: Snapshot | None = None
-        self._setup: Setup | None = None
+        self._compression: ContextWindowCompression | None = None  # all a turn needs of the setup
         self._timer: asyncio.TimerHandle | None = None
         self._ended: asyncio.Future[None] | None = None  # made by `drain`, the only one that waits
 
@@ -124,7 +125,7 @@ class SessionLife:
                 raise
             if self._restored is not None:
                 self._server.resumptions.labels(outcome="resumed").inc()
-        self._setup = setup
+        self._compression = setup.context_window_compression
         now = time.time()
         self._deadline(self._config.max_connection_s, 1008, CONNECTION_LIMIT_REASON)
         if setup.context_window_compression is None and self._config.max_session_s:
@@ -157,22 +158,21 @@ class SessionLife:
         return self._resumption is not None
 
     def arm(self, send: Callable[[ServerMessage], None]) -> None:
-        """Arms the nearest limit: two timers (goAway, then the close), no task while they wait."""
-        at, code, reason = min(self._deadlines)
-        loop = asyncio.get_running_loop()
-        clock = loop.time() - time.monotonic()  # the loop's clock against ours
-        lead = min(go_away_lead(self._config.max_connection_s), max(at - time.monotonic(), 0.0))
+        """Arms the nearest limit: two timers (goAway, then the close), no task or closure while they wait
+        (an idle session holds only the timer: bench/bench_idle.py)."""
+        limit = min(self._deadlines)
+        lead = min(go_away_lead(self._config.max_connection_s), max(limit[0] - time.monotonic(), 0.0))
+        self._timer = _call_at(limit[0] - lead, self._warn, send, limit, lead)
 
-        def warn() -> None:
-            send(go_away(min(lead, at - time.monotonic())))  # a timer may fire a little early
-            self._server.go_aways.labels(cause="limit").inc()
-            self._timer = loop.call_at(clock + at, expire)
+    def _warn(self, send: Callable[[ServerMessage], None], limit: Limit, lead: float) -> None:
+        at, code, reason = limit
+        send(go_away(min(lead, at - time.monotonic())))  # a timer may fire a little early
+        self._server.go_aways.labels(cause="limit").inc()
+        self._timer = _call_at(at, self._expire, code, reason)
 
-        def expire() -> None:
-            log.info("session limit reached code=%d reason=%r", code, reason)
-            self._close(code, reason)
-
-        self._timer = loop.call_at(clock + at - lead, warn)
+    def _expire(self, code: int, reason: str) -> None:
+        log.info("session limit reached code=%d reason=%r", code, reason)
+        self._close(code, reason)
 
     async def run(self) -> None:
         """The resumption writer (only a resumable session has it); cancelled when the session ends."""
@@ -183,9 +183,8 @@ class SessionLife:
 
     async def before_turn(self) -> None:
         """Compression (or the window check) before a turn reads the history; 1007 when it cannot fit."""
-        assert self._setup is not None
         turns = len(self._conv.history)
-        await context.fit(self._conv, self._backend, self._setup.context_window_compression)
+        await context.fit(self._conv, self._backend, self._compression)
         if len(self._conv.history) < turns:
             self._server.compressions.inc()
 
@@ -221,3 +220,9 @@ class SessionLife:
                 await self._resumption.end()
             except Exception:
                 log.exception("could not record the end of a resumable session")
+
+
+def _call_at(at: float, callback: Callable[..., None], *args: object) -> asyncio.TimerHandle:
+    """`loop.call_at` for a `time.monotonic()` deadline: the loop's clock may be another."""
+    loop = asyncio.get_running_loop()
+    return loop.call_at(loop.time() - time.monotonic() + at, callback, *args)

@@ -106,6 +106,7 @@ class Session:
         self._held = False  # the user holds the floor (an open activity)
         self._floor: asyncio.Future[None] | None = None  # what the turn loop waits on while held
         self._tasks: asyncio.TaskGroup | None = None
+        self._writer: asyncio.Task[None] | None = None  # made by the first message out (`_send`)
         self._turns: asyncio.Task[None] | None = None  # the turn loop; a turn runs in it
         self._live: _Live | None = None
         self._running = False  # a turn runs (in the turn loop's task)
@@ -196,12 +197,12 @@ class Session:
         self._log.info("session ended")
 
     async def _run(self, live: _Live) -> None:
-        """While idle a session holds this task (reading) and the writer; the turn loop, the voice
-        input's transcriber and the resumption writer are tasks only while they have work."""
+        """While idle a session holds only this task (reading); the writer is a task from the first
+        message out, and the turn loop, the voice input's transcriber and the resumption writer are
+        tasks only while they have work."""
         self._live = live
         async with asyncio.TaskGroup() as tg:
             self._tasks = tg
-            writer = tg.create_task(self._write())
             life = tg.create_task(self._life.run()) if self._life.resumable else None
             self._life.arm(self._send)  # after the resumption writer: its first handle goes out first
             try:
@@ -214,8 +215,8 @@ class Session:
                         task.cancel()
                 if turns is not None:  # a running turn's code job is gone before the writer stops
                     await asyncio.wait([turns])
-                if not self._closing:
-                    writer.cancel()
+                if not self._closing and self._writer is not None:
+                    self._writer.cancel()
 
     def _listen(self, transcribing: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """The voice input's transcriber, started with the input (`SessionVoice.input`)."""
@@ -466,6 +467,12 @@ class Session:
         """Queues a message for the writer (in order, after everything queued before it)."""
         if not self._closing:
             self._out.put_nowait(message)
+            if self._writer is None:
+                self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self._tasks is not None:
+            self._writer = self._tasks.create_task(self._write())
 
     async def _emit(self, message: Outbound) -> None:
         if self._speech is not None and is_turn_output(message):
@@ -488,6 +495,8 @@ class Session:
             self._closing = True
             self._metrics.closes.labels(code=code).inc()
             self._out.put_nowait(Close(code, reason))
+            if self._writer is None:
+                self._start_writer()
 
     async def _write(self) -> None:
         """The only place that sends, so message order is defined here (live/outbox.py)."""

@@ -14,7 +14,7 @@ import json
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -126,18 +126,17 @@ def _invalid_body(exc: ValidationError, prefix: str = "") -> str:
 
 
 async def identify(
-    headers: Mapping[str, str],
-    query: Mapping[str, str],
+    credential: str | None,
     constrained: bool,
     api_keys: list[str],
     store: SessionStore,
 ) -> Caller:
-    """The caller of a Live connection, or the ProtocolError to close it with.
+    """The caller of a Live connection presenting `credential` (`presented_credential`), or the
+    ProtocolError to close it with.
 
     Tokens work only on the `...Constrained` method, as on Google; API keys work on both. Whether a
     token is still good is decided once the setup shows whether the connection resumes (`admit_token`).
     """
-    credential = presented_credential(headers, query)
     if credential is not None and credential.startswith(TOKEN_PREFIX):
         token = await store.get_token(digest(credential)) if constrained else None
         if token is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Protocol
 
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.types import Receive, Send
 
 from protocol import close_reason
 
@@ -22,15 +22,32 @@ class Transport(Protocol):
     async def close(self, code: int, reason: str) -> None: ...
 
 
-class StarletteTransport:
-    """A Starlette/uvicorn WebSocket; server messages go out as binary frames, as Google's do."""
+class AsgiTransport:
+    """An ASGI WebSocket connection (uvicorn's); server messages go out as binary frames, as Google's do.
 
-    def __init__(self, websocket: WebSocket) -> None:
-        self._ws = websocket
+    It holds the connection's `receive` and `send` and two flags, nothing of the handshake: an idle
+    session keeps this for its whole life (bench/bench_idle.py)."""
+
+    __slots__ = ("_receive", "_received_close", "_send", "_sent_close")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+        self._received_close = False  # the peer is gone: nothing more will come
+        self._sent_close = False  # we closed, or a send found the socket gone
+
+    async def accept(self) -> None:
+        message = await self._receive()
+        if message["type"] != "websocket.connect":
+            raise TransportClosed
+        await self._send({"type": "websocket.accept"})
 
     async def recv(self) -> str | bytes:
-        message = await self._ws.receive()
+        if self._received_close:
+            raise TransportClosed
+        message = await self._receive()
         if message["type"] == "websocket.disconnect":
+            self._received_close = True
             raise TransportClosed
         text: str | None = message.get("text")
         if text is not None:
@@ -40,12 +57,14 @@ class StarletteTransport:
 
     async def send(self, data: bytes) -> None:
         try:
-            await self._ws.send_bytes(data)
-        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            await self._send({"type": "websocket.send", "bytes": data})
+        except (RuntimeError, OSError) as exc:  # we closed, or the peer is gone (ClientDisconnected)
+            self._sent_close = True
             raise TransportClosed from exc
 
     async def close(self, code: int, reason: str) -> None:
-        if self._ws.application_state == WebSocketState.DISCONNECTED:
+        if self._sent_close:
             return
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
-            await self._ws.close(code, close_reason(reason))
+        self._sent_close = True
+        with contextlib.suppress(RuntimeError, OSError):
+            await self._send({"type": "websocket.close", "code": code, "reason": close_reason(reason)})

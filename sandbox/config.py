@@ -28,7 +28,9 @@ class PoolConfig(BaseModel):
 
     # Capacity and fairness.
     slots: int = Field(default_factory=_default_slots, ge=1, le=256, description="jobs running at once")
-    spare_runners: int = Field(1, ge=0, le=64, description="confined runners kept ready beyond `slots`")
+    spare_runners: int = Field(
+        6, ge=0, le=64, description="confined runners kept ready beyond `slots` (each a few MB of its own)"
+    )
     queue_limit: int = Field(100, ge=0, description="jobs waiting beyond that fail at once")
     queue_timeout_s: float = Field(30.0, gt=0, description="a job that waited this long for a slot fails")
     per_session_limit: int = Field(2, ge=1, description="jobs of one session running at once")

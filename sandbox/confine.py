@@ -100,6 +100,7 @@ def _native_child(setup: Setup, uid: int, fds: RunnerFds) -> NoReturn:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker ignores it (spawn.c reset it already)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         os.close(fds.monitor)
+        os.dup2(fds.stderr, 2)  # a failure from here on is the runner's start-up error the server reports
         c = setup.config
         rootfs.enter_job_root(uid, c.scratch_mb, c.tmp_mb, c.shm_mb)
         linux.sethostname("sandbox")

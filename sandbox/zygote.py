@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import importlib
-import io
 import json
 import os
 import signal
@@ -19,10 +18,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sandbox import confine, landlock, linux, native, rootfs, seccomp_filter
+from sandbox import confine, landlock, linux, native, rootfs, runner, seccomp_filter
 from sandbox.config import LAYERS, Layer, PoolConfig
 
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
+_WARM_UP_FIGURES = 3
 BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from sandbox.zygote import main; main(int(sys.argv[2]))"
 
 
@@ -105,11 +105,18 @@ def _warm_up(modules: list[str], dpi: int) -> dict[str, str]:
         except Exception as e:
             errors[name] = f"{type(e).__name__}: {e}"
     plt: Any = sys.modules.get("matplotlib.pyplot")
-    if plt is not None:  # the first figure pays for font and canvas set-up; pay it here, once
-        plt.plot([0, 1], [0, 1])
-        plt.title("warm-up")
-        plt.savefig(io.BytesIO(), format="png", dpi=dpi)
-        plt.close("all")
+    if plt is not None:
+        # The first figures of a process pay for fonts, glyphs, canvas set-up and the interpreter's
+        # specialisation of every drawing function: pay here, through the runner's own capture, so
+        # that every runner inherits it warm.
+        for _ in range(_WARM_UP_FIGURES):
+            plt.plot(range(-5, 6), [x * x - 10 for x in range(-5, 6)], label="warm-up")
+            plt.title("warm-up: y = x\N{SUPERSCRIPT TWO} - 10")
+            plt.xlabel("x")
+            plt.ylabel("y")
+            plt.legend()
+            runner.figures_as_png(dpi, 1)
+            plt.close("all")
     np: Any = sys.modules.get("numpy")
     if np is not None:
         np.random.seed()  # imports `secrets` & co. now rather than in every job

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
 import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from sandbox import Executor, File, Job, LocalPool, Outcome
 
@@ -71,6 +75,42 @@ async def test_figures_come_back_as_png(executor: Executor) -> None:
     assert r.outcome == Outcome.OK, r.output
     assert len(r.images) == 2
     assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in r.images)
+
+
+_SAVEFIG_PIXELS = """
+import hashlib, io
+import numpy as np
+from PIL import Image
+for num in plt.get_fignums():
+    buf = io.BytesIO()
+    plt.figure(num).savefig(buf, format="png", dpi=100)
+    print(hashlib.sha256(np.asarray(Image.open(buf).convert("RGBA")).tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("bbox", ["standard", "tight"])
+async def test_figures_are_the_pixels_savefig_draws(executor: Executor, bbox: str) -> None:
+    """The runner encodes figures itself; what comes back must match matplotlib's own PNG exactly."""
+    code = (
+        "import matplotlib.pyplot as plt\n"
+        f"plt.rcParams['savefig.bbox'] = {bbox!r}\n"
+        "plt.plot([0, 1, 4], [2, -1, 3])\nplt.title('opaque')\n"
+        "transparent = plt.figure()\ntransparent.patch.set_alpha(0)\nplt.plot([1, 0], color='red')\n"
+        + _SAVEFIG_PIXELS
+    )
+    r = await executor.run(Job(code=code))
+    assert r.outcome == Outcome.OK, r.output
+    decoded = [Image.open(io.BytesIO(png)) for png in r.images]
+    assert [(image.format, image.mode) for image in decoded] == [("PNG", "RGBA")] * 2
+    assert not any("Software" in image.info for image in decoded)  # encoded by the runner, not Pillow
+    pixels = [np.asarray(image) for image in decoded]
+    assert [hashlib.sha256(p.tobytes()).hexdigest() for p in pixels] == r.output.split()
+    sizes = [image.size for image in decoded]
+    if bbox == "standard":
+        assert sizes == [(640, 480)] * 2
+    else:
+        assert all(w < 640 and h < 480 for w, h in sizes)
+    assert tuple(pixels[0][0, 0]) == (255, 255, 255, 255) and pixels[1][0, 0][3] == 0
 
 
 async def test_input_and_output_files(executor: Executor) -> None:

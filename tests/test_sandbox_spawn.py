@@ -56,6 +56,25 @@ async def test_a_ready_runner_is_a_small_init_over_one_copy_of_the_warm_image(po
         assert _kb((await asyncio.to_thread(_proc_status, job))["VmRSS"]) > 30_000
 
 
+async def test_back_to_back_beyond_the_ready_stock_then_all_of_it_ready_again() -> None:
+    """The default stock (slots + 6 spare) is made at once; a run three times as long refills it, no leaks."""
+    p = LocalPool(PoolConfig(slots=1))
+    await p.start()
+    try:
+        stock = p.config.runners
+        assert stock == 7 and p.status().runners_ready == stock
+        for i in range(3 * stock):
+            r = await p.run(Job(code=f"print({i})"))
+            assert (r.outcome, r.output) == (Outcome.OK, f"{i}\n")
+        await asyncio.wait_for(p.wait_idle(), 30)
+        assert p.status().runners_ready == stock
+        worker = p.status().worker_pid
+        assert worker is not None
+        assert len(await asyncio.to_thread(_children, worker)) == stock  # every used runner is gone
+    finally:
+        await p.close()
+
+
 def _huge_pages_on() -> bool:
     try:
         return "[never]" not in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()

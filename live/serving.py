@@ -1,0 +1,126 @@
+"""The WebSocket side of the server: uvicorn's sans-I/O websockets protocol, made lean for connections
+that stay open for minutes while saying nothing, and handing each straight to the Live endpoint.
+
+An idle Live session is mostly its connection, so what the connection holds is what 10,000 idle
+sessions cost (bench/bench_idle.py). Against uvicorn's own protocol this one keeps, per connection:
+- its ASGI input as a list and one waiter, not an `asyncio.Queue` (four deques, about 3 KB);
+- its write flow control as a flag and a list of waiters, not an `asyncio.Event` (a deque, ~0.8 KB);
+- none of the handshake once accepted: the request's headers, the response and the ASGI scope (~5 KB);
+- no middleware under the endpoint: the app's stack (proxy headers, errors, telemetry, body limits)
+  serves HTTP, while each of its layers would hold a suspended frame for a socket's whole life.
+Everything else (framing, keepalive pings, flow control, closing) is uvicorn's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from uvicorn._types import ASGIReceiveEvent, ASGISendEvent, WebSocketScope
+from uvicorn.config import Config
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.http11 import Request
+
+Endpoint = Callable[
+    [WebSocketScope, Callable[[], Awaitable[ASGIReceiveEvent]], Callable[[ASGISendEvent], Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+class Inbox:
+    """What the connection received and the app has yet to read: the part of `asyncio.Queue` uvicorn
+    uses (`put_nowait`, `get`, `empty`), with one reader."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[ASGIReceiveEvent] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: ASGIReceiveEvent) -> None:
+        self._items.append(item)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> ASGIReceiveEvent:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+
+class Writable:
+    """Whether the socket takes more writes now: the part of `asyncio.Event` uvicorn uses."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] | None = None  # made when a writer first has to wait
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        await waiter
+
+
+class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O websockets protocol with lean per-connection state (see the module's doc);
+    `endpoint` is called with the connection's scope, `receive` and `send`, as an ASGI app would be."""
+
+    endpoint: ClassVar[Endpoint]
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.app = type(self).endpoint
+        self.queue = Inbox()  # type: ignore[assignment]  # the part of asyncio.Queue uvicorn uses
+        self.writable = Writable()  # type: ignore[assignment]  # the part of asyncio.Event uvicorn uses
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        # websockets' parser keeps the request in its frame for the connection's life; its headers (in the
+        # scope by now, ~3 KB) are not read again.
+        event.headers.clear()
+
+    async def send(self, message: ASGISendEvent) -> None:
+        accepting = not self.handshake_complete
+        await super().send(message)
+        if accepting and self.handshake_complete and self.initial_response is None:
+            # uvicorn reads these only until the handshake's answer is sent.
+            del self.request, self.response, self.scope
+
+
+def live_protocol(endpoint: Endpoint) -> type[LiveWebSocketProtocol]:
+    """The protocol class for uvicorn's `ws` setting: every WebSocket goes to `endpoint`."""
+    return type("LiveWebSocketProtocol", (LiveWebSocketProtocol,), {"endpoint": staticmethod(endpoint)})

@@ -31,6 +31,7 @@ from live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from live.rest import rest_router
 from live.rest_common import Caller
 from live.services import Services
+from live.serving import SEND_FRAMES
 from live.session import Session, SessionLimits
 from live.tokens import identify, token_router
 from live.transport import AsgiTransport, TransportClosed
@@ -187,7 +188,8 @@ def create_app(
         handshake = HTTPConnection(scope)
         match = LIVE_PATH.fullmatch(re.sub("/+", "/", handshake.url.path))
         credential = presented_credential(handshake.headers, handshake.query_params)
-        return serve_live(LiveRequest.of(match, credential), AsgiTransport(receive, send))
+        send_frames = SEND_FRAMES if SEND_FRAMES in scope.get("extensions", {}) else None
+        return serve_live(LiveRequest.of(match, credential), AsgiTransport(receive, send, send_frames))
 
     async def serve_live(request: LiveRequest | None, transport: AsgiTransport) -> None:
         try:

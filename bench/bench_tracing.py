@@ -98,9 +98,7 @@ def main() -> int:
     results["on"]["spans_received"] = Receiver.spans
     results["noop_spans_ns_per_turn"] = noop_spans_ns()
     off, on = results["off"], results["on"]
-    print(
-        f"\n== tracing off vs on (OTLP/HTTP to a local receiver): {args.sessions} sessions, think {args.think} s"
-    )
+    print(f"\n== tracing off vs on (OTLP/HTTP): {args.sessions} sessions, think {args.think} s")
     for name, r in (("off", off), ("on", on)):
         print(
             f"tracing {name:<4} CPU per turn {r['cpu_ms_per_turn']:.3f} ms   first content p99 "
@@ -108,9 +106,8 @@ def main() -> int:
             f"errors {r['errors']}   load average before {r['load_average_before']}"
         )
     print(f"CPU per turn, on / off: {on['cpu_ms_per_turn'] / off['cpu_ms_per_turn']:.2f}x")
-    print(
-        f"spans received: {on['spans_received']} ({on['spans_received'] / max(on['turns_completed'], 1):.2f} a turn)"
-    )
+    per_turn = on["spans_received"] / max(on["turns_completed"], 1)
+    print(f"spans received: {on['spans_received']} ({per_turn:.2f} a turn)")
     share = results["noop_spans_ns_per_turn"] / (off["cpu_ms_per_turn"] * 1e6)
     print(
         f"while off, a turn's spans cost {results['noop_spans_ns_per_turn']:.0f} ns "

@@ -117,6 +117,11 @@ def _warm_up(modules: list[str], dpi: int) -> dict[str, str]:
             plt.legend()
             runner.figures_as_png(dpi, 1)
             plt.close("all")
+        # matplotlib empties its font cache in every forked child (open fonts would share one file
+        # offset between processes); emptied here, no runner spends its start freeing them.
+        font_manager: Any = sys.modules.get("matplotlib.font_manager")
+        if font_manager is not None:
+            font_manager._get_font.cache_clear()
     np: Any = sys.modules.get("numpy")
     if np is not None:
         np.random.seed()  # imports `secrets` & co. now rather than in every job

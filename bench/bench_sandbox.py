@@ -9,11 +9,12 @@ Peers:
   cold   `python -c` per job with the same imports (numpy, sympy, matplotlib Agg) and no isolation;
   jupyter  one warm ipykernel (jupyter_client; same imports done beforehand, no isolation), executing
            the same code, the figure sent back as a PNG display message.
-The pool is measured with its runners ready (the pool idle between jobs, as with interactive use) and
-back to back: one submitter, each job sent when the previous returns, in a run at least four times the
-pool's ready stock (slots + spare runners) so that it measures sustained work, not a burst the stock
-absorbs; its jobs beyond the stock are also reported alone. Throughput is trivial jobs from 8
-concurrent submitters.
+The pool and the kernel are measured in alternating rounds (3, or 6 for the full run), so that other work
+on the shared machine falls on both alike. The pool is measured with its runners ready (the pool idle
+between jobs, as with interactive use) and back to back: one submitter, each job sent when the previous
+returns, in a run at least four times the pool's ready stock (slots + spare runners) so that it measures
+sustained work, not a burst the stock absorbs; its jobs beyond the stock are also reported alone.
+Throughput is trivial jobs from 8 concurrent submitters.
 Results also go to bench/results/sandbox.json.
 """
 
@@ -72,12 +73,46 @@ async def _timed(
     return samples
 
 
-async def bench_pool(n_trivial: int, n_plot: int, n_throughput: int) -> dict[str, Any]:
+class Jupyter:
+    """One warm ipykernel (the same imports done beforehand), driven synchronously."""
+
+    def __init__(self) -> None:
+        from jupyter_client.manager import start_new_kernel
+
+        self._km, self._kc = start_new_kernel(kernel_name="python3", env={**os.environ, "MPLBACKEND": "Agg"})
+        self._kc.execute_interactive(IMPORTS, timeout=60)
+
+    def once(self, code: str, images: int) -> float:
+        got: list[str] = []
+
+        def hook(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "display_data":
+                got.append(msg["content"]["data"]["image/png"])
+
+        t = time.perf_counter()
+        reply = self._kc.execute_interactive(code, output_hook=hook, timeout=60)
+        elapsed = time.perf_counter() - t
+        assert reply["content"]["status"] == "ok" and len(got) == images
+        assert all(base64.b64decode(png).startswith(b"\x89PNG") for png in got)
+        return elapsed
+
+    def close(self) -> None:
+        self._kc.stop_channels()
+        self._km.shutdown_kernel(now=True)
+
+
+async def bench_pool_and_jupyter(
+    n_trivial: int, n_plot: int, n_throughput: int, rounds: int
+) -> dict[str, Any]:
+    """The pool and the kernel in alternating blocks, so a burst of other work on the shared machine
+    falls on both peers alike; the kernel's blocks run on the event loop, the pool idle meanwhile."""
     pool = LocalPool(PoolConfig())
     t = time.perf_counter()
     await pool.start()
     stock = pool.config.runners
     out: dict[str, Any] = {"start_s": time.perf_counter() - t, "slots": pool.config.slots, "stock": stock}
+    out["block"] = max(n_trivial // rounds, 4 * stock)  # back to back, from a full stock each round
+    jupyter = Jupyter()
 
     def run(code: str, images: int) -> Callable[[], Awaitable[None]]:
         async def go() -> None:
@@ -89,15 +124,23 @@ async def bench_pool(n_trivial: int, n_plot: int, n_throughput: int) -> dict[str
     async def nothing() -> None:
         return None
 
+    samples: dict[str, list[float]] = {
+        k: [] for k in ("idle", "back_to_back", "beyond_stock", "plot", "jupyter", "jupyter_plot")
+    }
     try:
         for _ in range(5):
             await run(PLOT, 1)()
-        out["trivial_idle"] = _stats(await _timed(n_trivial, run(TRIVIAL, 0), pool.wait_idle))
-        await pool.wait_idle()
-        back_to_back = await _timed(max(n_trivial, 4 * stock), run(TRIVIAL, 0), nothing)
-        out["trivial_back_to_back"] = _stats(back_to_back)
-        out["trivial_back_to_back_beyond_stock"] = _stats(back_to_back[stock:])
-        out["plot_idle"] = _stats(await _timed(n_plot, run(PLOT, 1), pool.wait_idle))
+            jupyter.once(PLOT + JUPYTER_CAPTURE, 1)
+        for _ in range(rounds):
+            samples["idle"] += await _timed(n_trivial // rounds, run(TRIVIAL, 0), pool.wait_idle)
+            samples["jupyter"] += [jupyter.once(TRIVIAL, 0) for _ in range(n_trivial // rounds)]
+            await pool.wait_idle()
+            block = await _timed(out["block"], run(TRIVIAL, 0), nothing)
+            samples["back_to_back"] += block
+            samples["beyond_stock"] += block[stock:]
+            samples["plot"] += await _timed(n_plot // rounds, run(PLOT, 1), pool.wait_idle)
+            plots = [jupyter.once(PLOT + JUPYTER_CAPTURE, 1) for _ in range(n_plot // rounds)]
+            samples["jupyter_plot"] += plots
         await pool.wait_idle()
         queue: asyncio.Queue[None] = asyncio.Queue()
         for _ in range(n_throughput):
@@ -114,8 +157,15 @@ async def bench_pool(n_trivial: int, n_plot: int, n_throughput: int) -> dict[str
                 tg.create_task(submitter())
         out["throughput_jobs_s"] = n_throughput / (time.perf_counter() - t)
     finally:
+        jupyter.close()
         await pool.close()
-    return out
+    out["trivial_idle"] = _stats(samples["idle"])
+    out["trivial_back_to_back"] = _stats(samples["back_to_back"])
+    out["trivial_back_to_back_beyond_stock"] = _stats(samples["beyond_stock"])
+    out["plot_idle"] = _stats(samples["plot"])
+    out["rounds"] = rounds
+    jupyter_out = {"trivial": _stats(samples["jupyter"]), "plot": _stats(samples["jupyter_plot"])}
+    return {"pool": out, "jupyter": jupyter_out}
 
 
 def bench_cold(n: int) -> dict[str, Any]:
@@ -132,46 +182,18 @@ def bench_cold(n: int) -> dict[str, Any]:
     }
 
 
-def bench_jupyter(n_trivial: int, n_plot: int) -> dict[str, Any]:
-    from jupyter_client.manager import start_new_kernel
-
-    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ, "MPLBACKEND": "Agg"})
-    try:
-        kc.execute_interactive(IMPORTS, timeout=60)
-
-        def once(code: str, images: int) -> float:
-            got: list[str] = []
-
-            def hook(msg: dict[str, Any]) -> None:
-                if msg["msg_type"] == "display_data":
-                    got.append(msg["content"]["data"]["image/png"])
-
-            t = time.perf_counter()
-            reply = kc.execute_interactive(code, output_hook=hook, timeout=60)
-            elapsed = time.perf_counter() - t
-            assert reply["content"]["status"] == "ok" and len(got) == images
-            assert all(base64.b64decode(png).startswith(b"\x89PNG") for png in got)
-            return elapsed
-
-        for _ in range(5):
-            once(PLOT + JUPYTER_CAPTURE, 1)
-        return {
-            "trivial": _stats([once(TRIVIAL, 0) for _ in range(n_trivial)]),
-            "plot": _stats([once(PLOT + JUPYTER_CAPTURE, 1) for _ in range(n_plot)]),
-        }
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-
-
 def _report(results: dict[str, Any], command: str) -> str:
     pool, cold, jup = results["pool"], results["cold"], results["jupyter"]
     rows = [
         ("print(1+1)", "LocalPool, runner ready (pool idle between jobs)", pool["trivial_idle"]),
-        ("print(1+1)", "LocalPool, back to back (one submitter)", pool["trivial_back_to_back"]),
         (
             "print(1+1)",
-            f"LocalPool, back to back, only the jobs after the first {pool['stock']} (the ready stock)",
+            f"LocalPool, back to back (one submitter, runs of {pool['block']} jobs)",
+            pool["trivial_back_to_back"],
+        ),
+        (
+            "print(1+1)",
+            f"LocalPool, back to back, each run's jobs after the first {pool['stock']} (the ready stock)",
             pool["trivial_back_to_back_beyond_stock"],
         ),
         ("print(1+1)", "Jupyter kernel (warm, no isolation)", jup["trivial"]),
@@ -231,13 +253,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
     args = parser.parse_args()
-    n = (30, 15, 200, 5) if args.quick else (300, 60, 1000, 12)
-    results = {
-        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "pool": asyncio.run(bench_pool(n[0], n[1], n[2])),
-        "jupyter": bench_jupyter(n[0], n[1]),
-        "cold": bench_cold(n[3]),
-    }
+    n = (30, 15, 200, 5, 3) if args.quick else (300, 60, 1000, 12, 6)
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    results: dict[str, Any] = asyncio.run(bench_pool_and_jupyter(n[0], n[1], n[2], n[4]))
+    results["cold"] = bench_cold(n[3])
+    load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    results["load_average"] = f"{load_before} before, {load_after} after"
     command = "python bench/bench_sandbox.py" + (" --quick" if args.quick else "")
     report = _report(results, command)
     print(report)

@@ -8,13 +8,13 @@ It never waits for more: when idle each message leaves at once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from live.transport import Transport, TransportClosed
 from live.turns import MAX_TEXT_CHARS
+from live.waitlist import Waitlist
 from protocol import MessageTooLarge, ModelText, Outbound, ServerMessage, dump_server_message
 
 INTERNAL_ERROR = "Internal error encountered."
@@ -31,18 +31,10 @@ class Close:
 Queued = Outbound | Close
 
 
-class Outbox:
-    """What the writer has yet to send: a list and one waiter. An idle session holds this, not an
-    `asyncio.Queue` (four deques and an event: about 3 KB each, bench/bench_idle.py)."""
+class Outbox(Waitlist[Queued]):
+    """What the writer has yet to send."""
 
-    def __init__(self) -> None:
-        self._items: list[Queued] = []
-        self._waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, item: Queued) -> None:
-        self._items.append(item)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+    __slots__ = ()
 
     def drop_unsent_speech(self) -> int:
         """Drops the queued audio of the model's turn (and its output transcription): on barge-in the
@@ -53,12 +45,7 @@ class Outbox:
 
     async def take(self) -> list[Queued]:
         """Everything queued so far, in order, once there is something."""
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        await self.ready()
         items, self._items = self._items, []
         return items
 

@@ -31,6 +31,8 @@ from uvicorn.server import ServerState
 from websockets.exceptions import InvalidState
 from websockets.http11 import Request
 
+from live.waitlist import Waitlist
+
 SEND_FRAMES = "openlive.websocket.send_frames"
 """ASGI extension (in the scope's `extensions`) and message type: `{"type": SEND_FRAMES, "frames": [...]}`
 sends each item as a binary frame, all in one write."""
@@ -42,34 +44,17 @@ Endpoint = Callable[
 ]
 
 
-class Inbox:
+class Inbox(Waitlist[ASGIReceiveEvent]):
     """What the connection received and the app has yet to read: the part of `asyncio.Queue` uvicorn
     uses (`put_nowait`, `get`, `empty`), with one reader."""
 
-    __slots__ = ("_items", "_waiter")
-
-    def __init__(self) -> None:
-        self._items: list[ASGIReceiveEvent] = []
-        self._waiter: asyncio.Future[None] | None = None
-
-    def put_nowait(self, item: ASGIReceiveEvent) -> None:
-        self._items.append(item)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    def empty(self) -> bool:
-        return not self._items
+    __slots__ = ()
 
     def __len__(self) -> int:
         return len(self._items)
 
     async def get(self) -> ASGIReceiveEvent:
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        await self.ready()
         return self._items.pop(0)
 
 

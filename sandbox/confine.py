@@ -69,24 +69,25 @@ def _close_all_but(keep: set[int]) -> None:
                 os.close(fd)
 
 
-_NAMESPACES = linux.CLONE_NEWPID | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS
+NAMESPACES = linux.CLONE_NEWPID | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS  # the monitor is their PID 1
+
+
+def uses_native_spawn(setup: Setup) -> bool:
+    """Whether runners come from the native spawn (sandbox/native/spawn.c); else from `start`."""
+    return setup.spawner is not None and {"pidns", "mountns"} <= setup.layers
 
 
 def start(setup: Setup, index: int, fds: RunnerFds) -> None:
-    """In the worker: create the monitor of one runner (the worker closes its copies of `fds`)."""
+    """In the worker, without the native spawn: fork the Python monitor of one runner (the worker
+    closes its copies of `fds`)."""
     assert setup.config.uid_base is not None
-    uid = setup.config.uid_base + index
     pidns = "pidns" in setup.layers
-    if pidns and "mountns" in setup.layers and setup.spawner is not None:
-        if setup.spawner.spawn(_NAMESPACES, fds.monitor) == 0:
-            _native_child(setup, uid, fds)
-        return
-    pid = linux.fork_into(_NAMESPACES) if pidns else os.fork()  # with pidns: PID 1 of fresh namespaces
+    pid = linux.fork_into(NAMESPACES) if pidns else os.fork()
     if pid != 0:
         return
     code = 1
     try:
-        _monitor(setup, uid, fds)
+        _monitor(setup, setup.config.uid_base + index, fds)
         code = 0
     except BaseException:
         traceback.print_exc()
@@ -94,8 +95,10 @@ def start(setup: Setup, index: int, fds: RunnerFds) -> None:
         os._exit(code)
 
 
-def _native_child(setup: Setup, uid: int, fds: RunnerFds) -> NoReturn:
-    """The job under the native init: what the Python monitor does before its fork, then the job."""
+def native_job(setup: Setup, index: int, fds: RunnerFds) -> NoReturn:
+    """The job under the native init (PID 2): what the Python monitor does before its fork, then the job."""
+    assert setup.config.uid_base is not None
+    uid = setup.config.uid_base + index
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker ignores it (spawn.c reset it already)
         signal.signal(signal.SIGINT, signal.SIG_IGN)

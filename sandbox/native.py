@@ -3,7 +3,9 @@
 Why C: a runner is a monitor that is PID 1 of new namespaces with the job as its child. Forked in
 Python, the monitor is a second copy of the worker's ~110 MB warm image: its page tables copied, its
 pages faulted copy-on-write, torn down at exit, for every job. spawn.c makes the monitor share the
-worker's memory just long enough to fork the job, then become init.c, a static program of a few pages.
+worker's memory just long enough to fork the job, then become init.c, a static program of a few pages;
+and it is the worker's loop, so the worker runs no Python between runners and its heap stays on huge
+pages.
 
 They are compiled with the system C compiler into the cache directory (private to this user), keyed by
 a hash of their sources, the first time a worker starts; without a compiler the pool falls back to the
@@ -37,19 +39,16 @@ class Spawner:
     library: ctypes.PyDLL
     init: bytes
 
-    def spawn(self, namespaces: int, monitor_fd: int) -> int:
-        """Like os.fork(): the monitor's pid in the worker, 0 in the job (PID 2, child of the init)."""
-        error = ctypes.c_int(0)
-        api = ctypes.pythonapi
-        api.PyOS_BeforeFork()
-        pid = int(self.library.openlive_spawn(namespaces, self.init, monitor_fd, ctypes.byref(error)))
-        if pid == 0:
-            api.PyOS_AfterFork_Child()
-            return 0
-        api.PyOS_AfterFork_Parent()
-        if pid < 0:
-            raise OSError(error.value, f"runner spawn: {os.strerror(error.value)}")
-        return pid
+    def serve(self, control_fd: int, namespaces: int) -> tuple[int, tuple[int, int, int, int]] | None:
+        """The worker's loop from now on. Returns in each job (PID 2 of `namespaces`, child of the init):
+        its runner index and descriptors (channel, stdout, stderr, monitor). None once the server is gone.
+        """
+        index = ctypes.c_int(0)
+        fds = (ctypes.c_int * 4)()
+        if self.library.openlive_serve(control_fd, namespaces, self.init, ctypes.byref(index), fds) != 0:
+            return None
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+        return index.value, (fds[0], fds[1], fds[2], fds[3])
 
 
 def _private_dir(path: Path) -> None:
@@ -98,7 +97,8 @@ def load(cache_dir: Path) -> Spawner:
     """Build if needed and load; OSError says why the helpers cannot be used here."""
     out = build(cache_dir)
     library = ctypes.PyDLL(str(out / _LIBRARY), use_errno=True)
-    spawn = library.openlive_spawn
-    spawn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
-    spawn.restype = ctypes.c_int
+    serve = library.openlive_serve
+    int_p = ctypes.POINTER(ctypes.c_int)
+    serve.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, int_p, int_p]
+    serve.restype = ctypes.c_int
     return Spawner(library=library, init=str(out / _INIT).encode())

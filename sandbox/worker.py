@@ -160,7 +160,7 @@ class Worker:
         err_r, err_w = os.pipe()
         theirs = [channel_theirs.fileno(), out_w, err_w, monitor_theirs.fileno()]
         try:
-            socket.send_fds(self._control, [json.dumps({"index": index}).encode()], theirs)
+            socket.send_fds(self._control, [str(index).encode()], theirs)  # spawn.c reads it too
         except OSError as e:
             channel.close()
             monitor.close()

@@ -9,7 +9,7 @@ import signal
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from google import genai
 from google.genai import types
 
 from live.backends.scripted import DEFAULT_SCRIPT
+from sandbox import LocalPool, PoolConfig
 from tests.llama_upstream import Upstream, start_upstream
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +113,15 @@ def start_demo_server(
     (directory / "script.yaml").write_text(yaml.safe_dump(script))
     script_args = ("--backend", "scripted", "--script", str(directory / "script.yaml"))
     return start_server(certs, directory / "server.log", *script_args, *args)
+
+
+@pytest.fixture(scope="session")
+async def small_pool() -> AsyncIterator[LocalPool]:
+    """A local sandbox pool of one slot and one spare runner, for sandbox tests that need no other set-up."""
+    pool = LocalPool(PoolConfig(slots=1, spare_runners=1))
+    await pool.start()
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,9 @@ SCRIPT: dict[str, Any] = {
         {"match": "take your time", "reply": [
             {"code": "import time\ntime.sleep(1.5)\nprint('rested')"}, {"text": "Finished: {{output}}"}]},
         {"match": r"^say (.*)", "reply": [{"text": "ok {{match.1}}"}]},
+        {"match": "clock after a rest", "reply": [
+            {"code": "import time\ntime.sleep(1.5)\nprint(time.time())"}, {"text": "ok"}]},
+        {"match": "clock now", "reply": [{"code": "import time\nprint(time.time())"}, {"text": "ok"}]},
     ],
 }  # fmt: skip
 LIMIT_S = 6.0  # --max-connection-s: goAway 1.5 s before the close

@@ -186,15 +186,13 @@ async def test_concurrent_code_jobs_per_key_are_limited(token_server: Server) ->
         await slow.until(a, "update")
         await quick.until(b, "update")
         await a.send_client_content(
-            turns=types.Content(role="user", parts=[types.Part(text="take your time")])
+            turns=types.Content(role="user", parts=[types.Part(text="clock after a rest")])
         )
         await slow.until(a, "code")  # its job holds the key's only slot (taken before the code is sent)
-        await b.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="remember 2")]))
-        waits = {
-            asyncio.create_task(slow.until(a, "result")): "slow",
-            asyncio.create_task(quick.until(b, "result")): "quick",
-        }
-        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        assert [waits[t] for t in done] == ["slow"]  # the quick job waited for the slot
-        await asyncio.gather(*waits)
-    assert quick.turn.of("result")[0][1].strip() == "6"
+        await b.send_client_content(turns=types.Content(role="user", parts=[types.Part(text="clock now")]))
+        await asyncio.gather(slow.until(a, "result"), quick.until(b, "result"))
+    # Each job printed the clock: the slow one as it ended, the quick one as it started.
+    ((slow_outcome, rested),) = slow.turn.of("result")
+    ((quick_outcome, started),) = quick.turn.of("result")
+    assert slow_outcome == quick_outcome == "OUTCOME_OK"
+    assert float(started) > float(rested)  # the quick job waited for the slot

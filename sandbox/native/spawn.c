@@ -1,23 +1,32 @@
-/* The warm worker's runner spawn: a monitor that is PID 1 of new namespaces, with the job as its child,
- * at the price of one copy of the worker's large image instead of two.
+/* The warm worker's loop once it is warm: receive runner requests and spawn each runner, in C.
  *
- * The monitor is cloned with CLONE_VM | CLONE_VFORK: it shares the worker's memory (the worker waits)
- * just long enough to fork the job and exec the small init (init.c), which then watches the job. The
- * job, a full copy-on-write copy as a plain fork would make, resumes here and returns 0 to Python,
- * which treats it as the child of a fork. No Python code runs in the monitor.
- * Loaded with ctypes.PyDLL (the GIL stays held, as across os.fork).
+ * A runner is a monitor that is PID 1 of new namespaces, with the job as its child, both made from the
+ * worker's large warm image. The monitor is cloned with CLONE_VM | CLONE_VFORK: it shares the worker's
+ * memory (the worker waits) just long enough to fork the job and exec the small init (init.c), which
+ * then watches the job. The job, a copy-on-write copy as a plain fork makes, resumes here and returns
+ * to Python with its request. So the image is copied once per runner, and the worker itself runs no
+ * Python between runners: it writes none of its heap, which stays on the huge pages it was collapsed
+ * onto (a Python loop would split every one it touches, at every fork).
+ *
+ * Loaded with ctypes.PyDLL (the GIL stays held). The worker is single-threaded, so no lock can be held
+ * across the fork and Python's before-fork hooks are not needed; the job runs PyOS_AfterFork_Child.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <setjmp.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#define RUNNER_FDS 4 /* channel, stdout, stderr, monitor: the order of confine.RunnerFds */
+
 struct request {
-    sigjmp_buf job;    /* where the job resumes: in openlive_spawn, returning 0 */
+    sigjmp_buf job;    /* where the job resumes: in openlive_serve, returning 0 */
     const char *init;  /* the init program the monitor becomes */
     int monitor_fd;    /* its socket to the server */
     int error;         /* errno of a failure in the monitor, read by the worker after it resumes */
@@ -45,20 +54,67 @@ static int monitor(void *arg) {
     _exit(127); /* the job dies with the namespace it is in */
 }
 
-/* Returns the monitor's pid in the worker, 0 in the job, -1 with *error set on failure. */
-int openlive_spawn(int namespaces, const char *init, int monitor_fd, int *error) {
-    static char stack[1 << 16] __attribute__((aligned(16))); /* used only while the worker waits */
-    struct request r = {.init = init, .monitor_fd = monitor_fd, .error = 0};
-    if (sigsetjmp(r.job, 0))
+/* One request: a decimal runner index, with its four descriptors. 1 if well formed. */
+static int receive(int control, int *index, int fds[RUNNER_FDS], int *closed) {
+    char text[32];
+    union {
+        char buf[CMSG_SPACE(RUNNER_FDS * sizeof(int))];
+        struct cmsghdr align;
+    } control_buf;
+    struct iovec iov = {.iov_base = text, .iov_len = sizeof text - 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control_buf.buf,
+                         .msg_controllen = sizeof control_buf.buf};
+    ssize_t n = recvmsg(control, &msg, MSG_CMSG_CLOEXEC);
+    if (n <= 0) {
+        *closed = n == 0 || errno != EINTR;
         return 0;
-    int pid = clone(monitor, stack + sizeof stack, CLONE_VM | CLONE_VFORK | namespaces | SIGCHLD, &r);
-    if (pid < 0) {
-        *error = errno;
-        return -1;
     }
-    if (r.error) {
-        *error = r.error;
-        return -1;
+    int count = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        int got = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < got; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            if (count < RUNNER_FDS)
+                fds[count++] = fd;
+            else
+                close(fd);
+        }
     }
-    return pid;
+    text[n] = '\0';
+    char *end;
+    long value = strtol(text, &end, 10);
+    if (count == RUNNER_FDS && end != text && *end == '\0' && value >= 0 && value < 1 << 20) {
+        *index = (int)value;
+        return 1;
+    }
+    for (int i = 0; i < count; i++)
+        close(fds[i]);
+    return 0;
+}
+
+/* Returns 0 in each job, with its runner index and descriptors; -1 in the worker once the server has
+ * closed the control socket. A runner that cannot be made is reported on stderr; the server sees its
+ * channel close and asks again. */
+int openlive_serve(int control, int namespaces, const char *init, int *index, int fds[RUNNER_FDS]) {
+    static char stack[1 << 16] __attribute__((aligned(16))); /* the monitor's, while the worker waits */
+    for (;;) {
+        int closed = 0;
+        if (!receive(control, index, fds, &closed)) {
+            if (closed)
+                return -1;
+            continue;
+        }
+        struct request r = {.init = init, .monitor_fd = fds[3], .error = 0};
+        if (sigsetjmp(r.job, 0))
+            return 0;
+        int pid = clone(monitor, stack + sizeof stack, CLONE_VM | CLONE_VFORK | namespaces | SIGCHLD, &r);
+        int error = pid < 0 ? errno : r.error;
+        if (error)
+            fprintf(stderr, "openlive sandbox worker: cannot start a runner: %s\n", strerror(error));
+        for (int i = 0; i < RUNNER_FDS; i++)
+            close(fds[i]);
+    }
 }

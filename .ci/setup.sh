@@ -22,6 +22,12 @@ if ! command -v espeak-ng >/dev/null || ! command -v sox >/dev/null; then
   apt-get -o DPkg::Lock::Timeout=600 update -q
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q espeak-ng sox
 fi
+# The sandbox's runner spawn helpers (sandbox/native/*.c) are compiled by the pool at first use; without
+# a C compiler it falls back to its slower Python monitor.
+if ! command -v cc >/dev/null; then
+  apt-get -o DPkg::Lock::Timeout=600 update -q
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q gcc libc6-dev
+fi
 if [ "$mode" = test ] && [ ! -x /usr/bin/chromium ]; then
   # The web console is tested in a real headless Chromium, Debian's (playwright's own download is offline).
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium

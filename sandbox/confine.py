@@ -74,7 +74,7 @@ NAMESPACES = linux.CLONE_NEWPID | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS  # the
 
 def uses_native_spawn(setup: Setup) -> bool:
     """Whether runners come from the native spawn (sandbox/native/spawn.c); else from `start`."""
-    return setup.spawner is not None and {"pidns", "mountns"} <= setup.layers
+    return setup.spawner is not None and {"pidns", "mountns"} <= setup.layers  # zygote._probe ensures both
 
 
 def start(setup: Setup, index: int, fds: RunnerFds) -> None:

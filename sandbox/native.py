@@ -62,10 +62,13 @@ def _private_dir(path: Path) -> None:
 def _compile(cc: str, args: list[str], target: Path) -> None:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
-        done = subprocess.run(
-            [cc, "-O2", "-Wall", *args, "-o", str(out)],
-            capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S, check=False,
-        )  # fmt: skip
+        try:
+            done = subprocess.run(
+                [cc, "-O2", "-Wall", *args, "-o", str(out)],
+                capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise OSError(f"{cc} took over {_BUILD_TIMEOUT_S:g} s") from None
         if done.returncode != 0:
             raise OSError(f"{cc} failed: {done.stderr.strip()[-500:]}")
         out.rename(target)  # atomic: workers starting together may build at once
@@ -97,7 +100,10 @@ def load(cache_dir: Path) -> Spawner:
     """Build if needed and load; OSError says why the helpers cannot be used here."""
     out = build(cache_dir)
     library = ctypes.PyDLL(str(out / _LIBRARY), use_errno=True)
-    serve = library.openlive_serve
+    try:
+        serve = library.openlive_serve
+    except AttributeError as e:
+        raise OSError(str(e)) from None
     int_p = ctypes.POINTER(ctypes.c_int)
     serve.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, int_p, int_p]
     serve.restype = ctypes.c_int

@@ -53,11 +53,12 @@ def _probe(
     bpf: bytes | None = None
     abi = 0
     spawner: native.Spawner | None = None
+    spawn_error = ""
     assert config.uid_base is not None
     uids = [config.uid_base + i for i in range(config.runners)]
 
     def step(layer: Layer) -> str:
-        nonlocal bpf, abi, spawner
+        nonlocal bpf, abi, spawner, spawn_error
         if layer == "uid":
             if os.geteuid() != 0:
                 raise OSError("not root: cannot switch to per-runner uids")
@@ -79,12 +80,11 @@ def _probe(
             scoping = "" if abi >= 6 else "; no abstract-socket/signal scoping before ABI 6"
             return f"ABI {abi}: read-only outside the writable dirs, no TCP{scoping}"
         _pidns_works()
-        detail = "one per job, with the monitor as its init: the whole tree dies with the job"
         try:
             spawner = native.load(config.cache_dir)
         except OSError as e:
-            return f"{detail}; monitor in Python (native helpers unavailable: {e})"
-        return f"{detail}; native monitor: one copy of the warm image per runner"
+            spawn_error = f"native helpers unavailable: {e}"
+        return "one per job, with the monitor as its init: the whole tree dies with the job"
 
     for layer in LAYERS:
         if layer in config.skip_layers:
@@ -94,6 +94,17 @@ def _probe(
             results[layer] = (True, step(layer))
         except Exception as e:
             results[layer] = (False, f"{type(e).__name__}: {e}")
+    if spawner is not None and not results["mountns"][0]:
+        spawner = None  # the native job mounts its own root
+        spawn_error = "the native spawn needs the mount namespace"
+    ok, detail = results["pidns"]
+    if ok:
+        how = (
+            f"monitor in Python ({spawn_error})"
+            if spawner is None
+            else "native monitor: one copy of the warm image per runner"
+        )
+        results["pidns"] = (ok, f"{detail}; {how}")
     return results, bpf, abi, spawner
 
 

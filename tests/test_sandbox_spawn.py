@@ -115,3 +115,17 @@ async def test_without_the_helpers_the_python_monitor_keeps_every_layer(tmp_path
         assert (await asyncio.to_thread(_proc_status, monitor))["Name"] != "openlive-init"
     finally:
         await p.close()
+
+
+async def test_without_a_mount_namespace_the_python_monitor_makes_runners() -> None:
+    """The native job mounts its own root, so a pool whose mount namespace is off keeps the Python one."""
+    weak = PoolConfig(slots=1, spare_runners=0, skip_layers=frozenset({"mountns"}), allow_weak_isolation=True)
+    p = LocalPool(weak)
+    await p.start()
+    try:
+        detail = p.status().layers["pidns"].detail
+        assert detail.endswith("monitor in Python (the native spawn needs the mount namespace)")
+        r = await p.run(Job(code="import os\nprint(os.getpid(), os.getppid())"))
+        assert (r.outcome, r.output) == (Outcome.OK, "2 1\n")
+    finally:
+        await p.close()

@@ -45,7 +45,8 @@ class Outbox(Waitlist[Queued]):
 
     async def take(self) -> list[Queued]:
         """Everything queued so far, in order, once there is something."""
-        await self.ready()
+        while not self._items:
+            await self.waiter()
         items, self._items = self._items, []
         return items
 

@@ -54,7 +54,8 @@ class Inbox(Waitlist[ASGIReceiveEvent]):
         return len(self._items)
 
     async def get(self) -> ASGIReceiveEvent:
-        await self.ready()
+        while not self._items:
+            await self.waiter()
         return self._items.pop(0)
 
 

@@ -302,13 +302,19 @@ class Session:
             except TransportClosed:
                 return
             try:
-                self._check_size(raw)
-                message = parse_client_message(raw)
-                parity.check(message)
-                await self._dispatch(message, live)
+                await self._receive(raw, live)
             except ProtocolError as exc:
                 self._log.info("closing code=%d reason=%r", exc.code, exc.reason)
                 self._close(exc.code, exc.reason)
+            del raw
+
+    async def _receive(self, raw: str | bytes, live: _Live) -> None:
+        """One client frame. Its own function, so that the message is not kept while the session waits
+        for the next one (objects that outlive a turn make every garbage collection longer)."""
+        self._check_size(raw)
+        message = parse_client_message(raw)
+        parity.check(message)
+        await self._dispatch(message, live)
 
     async def _dispatch(self, msg: ClientMessage, live: _Live) -> None:
         if msg.setup is not None:

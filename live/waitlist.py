@@ -19,17 +19,15 @@ class Waitlist(Generic[T]):
 
     def put_nowait(self, item: T) -> None:
         self._items.append(item)
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def empty(self) -> bool:
         return not self._items
 
-    async def ready(self) -> None:
-        """Returns once something is queued (one reader at a time)."""
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+    def waiter(self) -> asyncio.Future[None]:
+        """Done once something is queued; the one reader awaits it while the list is empty. A future, not
+        a coroutine around one: a waiting session holds one object less for every collection to walk."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        return self._waiter

@@ -10,7 +10,7 @@ import asyncio
 import json
 import re
 import weakref
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,11 +241,19 @@ def _part_text(part: Part) -> str:
     return part.text or ""
 
 
-@dataclass(frozen=True)
-class _Counted:
-    content: weakref.ref[Content]
-    first: weakref.ref[Content]  # the history's first content then: a history cut at the front recounts
-    words: int  # of the history up to and including `content`
+class _Counted(weakref.ref[Content]):
+    """The words of a history up to and including `content` (this weak reference's), while it lives. One
+    object per entry (no closure per entry): a session keeps one between turns."""
+
+    __slots__ = ("first", "key", "words")
+
+    def __init__(
+        self, content: Content, forget: Callable[[_Counted], None], *, first: Content, words: int
+    ) -> None:
+        # weakref.ref.__new__ took `content` and `forget`; its __init__ does nothing more.
+        self.key = id(content)
+        self.first = weakref.ref(first)  # the history's first content then: one cut at the front recounts
+        self.words = words
 
 
 class _PromptWords:
@@ -258,6 +266,7 @@ class _PromptWords:
 
     def __init__(self) -> None:
         self._counted: dict[int, _Counted] = {}  # id of a content -> its entry (one per live history)
+        self._forget_entry = self._forget  # one bound method for every entry's callback
 
     def count(self, history: Sequence[Content], settled: int) -> int:
         if not history:
@@ -266,24 +275,19 @@ class _PromptWords:
         total = begin = 0
         for i in range(settled - 1, -1, -1):  # one step back per new content, normally
             entry = self._counted.get(id(history[i]))
-            if entry is not None and entry.content() is history[i] and entry.first() is first:
+            if entry is not None and entry() is history[i] and entry.first() is first:
                 total, begin = entry.words, i + 1
                 del self._counted[id(history[i])]
                 break
         total += _words(history[begin:settled])
         if settled:
-            self._remember(history[settled - 1], first, total)
+            content = history[settled - 1]
+            self._counted[id(content)] = _Counted(content, self._forget_entry, first=first, words=total)
         return total + _words(history[settled:])
 
-    def _remember(self, content: Content, first: Content, words: int) -> None:
-        key = id(content)
-
-        def forget(ref: weakref.ref[Content]) -> None:
-            entry = self._counted.get(key)
-            if entry is not None and entry.content is ref:
-                del self._counted[key]
-
-        self._counted[key] = _Counted(weakref.ref(content, forget), weakref.ref(first), words)
+    def _forget(self, entry: _Counted) -> None:
+        if self._counted.get(entry.key) is entry:
+            del self._counted[entry.key]
 
 
 class ScriptedBackend:

@@ -31,6 +31,7 @@ from live.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from live.rest import rest_router
 from live.rest_common import Caller
 from live.services import Services
+from live.serving import SEND_FRAMES
 from live.session import Session, SessionLimits
 from live.tokens import identify, token_router
 from live.transport import AsgiTransport, TransportClosed
@@ -48,16 +49,19 @@ LIVE_PATH = re.compile(
 
 
 def tune_gc() -> None:
-    """Keeps full garbage collections rare: each one stalls every session at once.
+    """Keeps collections rare: each one stalls every session at once.
 
-    With the default young threshold (700 allocations) a busy server collects constantly, promotes
-    in-flight turn objects, and so triggers full scans of every session's history: at 1,000 sessions
-    they took 50-350 ms each, several a second (p99 first content 904 ms). A high threshold lets turn
-    temporaries die by reference count first (p99 39 ms; `bench/bench_load.py`, BENCHMARKS.md).
+    A collection walks every tracked object younger than its generation, and what a busy server keeps
+    between collections is mostly its sessions' state (about 45 objects each between turns: suspended
+    reads, the last messages): 1,000 sessions make 50-80 ms a collection, whatever the threshold. Settled
+    history is out of the collector's view (`live.settled`), so objects that stay are few and a high young
+    threshold (300,000 allocations that outlive their turn: about 25 s at 1,000 turns/s) costs little
+    memory and lets one such stall come every ~25 s instead of twice a second (p99 first content 90 ms at
+    50,000, 25 ms at 300,000; `bench/bench_load.py`, BENCHMARKS.md).
     """
     gc.collect()
     gc.freeze()  # what start-up loaded lives as long as the process: never scan it again
-    gc.set_threshold(50_000, 50, 100)
+    gc.set_threshold(300_000, 50, 100)
 
 
 def sample_services(services: Services) -> None:
@@ -184,7 +188,8 @@ def create_app(
         handshake = HTTPConnection(scope)
         match = LIVE_PATH.fullmatch(re.sub("/+", "/", handshake.url.path))
         credential = presented_credential(handshake.headers, handshake.query_params)
-        return serve_live(LiveRequest.of(match, credential), AsgiTransport(receive, send))
+        send_frames = SEND_FRAMES if SEND_FRAMES in scope.get("extensions", {}) else None
+        return serve_live(LiveRequest.of(match, credential), AsgiTransport(receive, send, send_frames))
 
     async def serve_live(request: LiveRequest | None, transport: AsgiTransport) -> None:
         try:

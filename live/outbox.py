@@ -2,7 +2,8 @@
 
 When the socket or the event loop falls behind the model, the text deltas of a turn pile up in the
 outbox; the writer then sends every delta it finds queued in a row as one message (fewer frames, system
-calls and JSON dumps under load). It never waits for more: when idle each delta leaves at once.
+calls and JSON dumps under load), and everything it finds queued in one write (`Transport.send_all`).
+It never waits for more: when idle each message leaves at once.
 """
 
 from __future__ import annotations
@@ -56,22 +57,43 @@ async def write(
     sent: Callable[[Outbound], None],
 ) -> None:
     """Sends what is queued until a `Close` (or the peer leaving); returns when nothing more can go out."""
-    while True:
-        for item in _merged(await outbox.take()):
-            if isinstance(item, Close):
-                await transport.close(item.code, item.reason)
-                return
-            try:
-                data = dump_server_message(item)
-            except MessageTooLarge as exc:  # a bug of ours, never the client's: say so and stop
-                log.error("server message too large: %s", exc)
-                await transport.close(1011, INTERNAL_ERROR)
-                return
-            try:
-                await transport.send(data)
-            except TransportClosed:
-                return
-            sent(item)
+    while await _write_batch(await outbox.take(), transport, log, sent):
+        pass
+
+
+async def _write_batch(
+    items: list[Queued],
+    transport: Transport,
+    log: logging.LoggerAdapter[logging.Logger],
+    sent: Callable[[Outbound], None],
+) -> bool:
+    """Sends what was queued together in one write (`Transport.send_all`); False once nothing more can go
+    out. Its own function, so that nothing of a batch stays referenced while the writer waits."""
+    frames: list[bytes] = []
+    messages: list[Outbound] = []
+    close: Close | None = None
+    for item in _merged(items):
+        if isinstance(item, Close):
+            close = item
+            break
+        try:
+            frames.append(dump_server_message(item))
+        except MessageTooLarge as exc:  # a bug of ours, never the client's: say so and stop
+            log.error("server message too large: %s", exc)
+            close = Close(1011, INTERNAL_ERROR)
+            break
+        messages.append(item)
+    if frames:
+        try:
+            await transport.send_all(frames)
+        except TransportClosed:
+            return False
+        for message in messages:
+            sent(message)
+    if close is not None:
+        await transport.close(close.code, close.reason)
+        return False
+    return True
 
 
 def _merged(items: list[Queued]) -> Iterator[Queued]:

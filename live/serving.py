@@ -9,6 +9,12 @@ sessions cost (bench/bench_idle.py). Against uvicorn's own protocol this one kee
 - no middleware under the endpoint: the app's stack (proxy headers, errors, telemetry, body limits)
   serves HTTP, while each of its layers would hold a suspended frame for a socket's whole life.
 Everything else (framing, keepalive pings, flow control, closing) is uvicorn's.
+
+Two things per message cost less (bench/bench_load.py): frames queued together leave in one write
+(`SEND_FRAMES`, an ASGI extension `AsgiTransport.send_all` uses: a turn's `modelTurn`,
+`generationComplete` and `turnComplete` are three frames and one system call), and reading stops only
+when the app falls `READ_BACKLOG` messages behind, not after every message (uvicorn pauses and resumes
+the socket per message: two more system calls each).
 """
 
 from __future__ import annotations
@@ -19,11 +25,18 @@ from typing import Any, ClassVar
 
 from uvicorn._types import ASGIReceiveEvent, ASGISendEvent, WebSocketScope
 from uvicorn.config import Config
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets.exceptions import InvalidState
 from websockets.http11 import Request
 
 from live.waitlist import Waitlist
+
+SEND_FRAMES = "openlive.websocket.send_frames"
+"""ASGI extension (in the scope's `extensions`) and message type: `{"type": SEND_FRAMES, "frames": [...]}`
+sends each item as a binary frame, all in one write."""
+READ_BACKLOG = 8  # messages received and not yet read by the app before the socket stops being read
 
 Endpoint = Callable[
     [WebSocketScope, Callable[[], Awaitable[ASGIReceiveEvent]], Callable[[ASGISendEvent], Awaitable[None]]],
@@ -36,6 +49,9 @@ class Inbox(Waitlist[ASGIReceiveEvent]):
     uses (`put_nowait`, `get`, `empty`), with one reader."""
 
     __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     async def get(self) -> ASGIReceiveEvent:
         await self.ready()
@@ -97,13 +113,41 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
         # websockets' parser keeps the request in its frame for the connection's life; its headers (in the
         # scope by now, ~3 KB) are not read again.
         event.headers.clear()
+        if hasattr(self, "scope"):  # an upgrade, not a refused handshake
+            self.scope["extensions"][SEND_FRAMES] = {}
+
+    def send_receive_event_to_app(self) -> None:
+        paused, self.read_paused = self.read_paused, True  # uvicorn would pause reading after each message
+        super().send_receive_event_to_app()
+        self.read_paused = paused
+        if not paused and len(self.queue) >= READ_BACKLOG:  # type: ignore[arg-type]
+            self.read_paused = True
+            self.transport.pause_reading()  # `receive` resumes it once the app has read them all
 
     async def send(self, message: ASGISendEvent) -> None:
+        if message["type"] == SEND_FRAMES:
+            await self._send_frames(message["frames"])  # type: ignore[typeddict-item]
+            return
         accepting = not self.handshake_complete
         await super().send(message)
         if accepting and self.handshake_complete and self.initial_response is None:
             # uvicorn reads these only until the handshake's answer is sent.
             del self.request, self.response, self.scope
+
+
+    async def _send_frames(self, frames: list[bytes]) -> None:
+        """uvicorn's `websocket.send` for several binary frames, with one write."""
+        await self.writable.wait()
+        if self.disconnected:
+            raise ClientDisconnected
+        if self.close_sent or not self.handshake_complete or self.initial_response is not None:
+            raise RuntimeError(f"Unexpected ASGI message {SEND_FRAMES!r} now.")
+        try:
+            for frame in frames:
+                self.conn.send_binary(frame)
+        except InvalidState:
+            raise ClientDisconnected from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
 
 
 def live_protocol(endpoint: Endpoint) -> type[LiveWebSocketProtocol]:

@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from live import parity
+from live import parity, settled
 from live.activity import Activity
 from live.api_errors import ApiError
 from live.backends.errors import BackendError
@@ -107,9 +107,10 @@ class Session:
         self._floor: asyncio.Future[None] | None = None  # what the turn loop waits on while held
         self._tasks: asyncio.TaskGroup | None = None
         self._writer: asyncio.Task[None] | None = None  # made by the first message out (`_send`)
-        self._turns: asyncio.Task[None] | None = None
+        self._turns: asyncio.Task[None] | None = None  # the turn loop; a turn runs in it
         self._live: _Live | None = None
-        self._turn: asyncio.Task[None] | None = None
+        self._running = False  # a turn runs (in the turn loop's task)
+        self._turn_ended: asyncio.Future[None] | None = None  # made by `interrupt` while it waits
         self._interrupting = False
         self._closing = False
         self._engines = voice
@@ -128,16 +129,19 @@ class Session:
         "activity", "function_result", "voice", ...). Call it from any task on the session's loop:
         `await session.interrupt("voice")`; concurrent callers all wait for the one interruption.
         """
-        turn = self._turn
-        if turn is None or turn.done():
+        turns = self._turns
+        if not self._running or turns is None:
             return False
+        if self._turn_ended is None:
+            self._turn_ended = asyncio.get_running_loop().create_future()
+        ended = self._turn_ended
         if self._interrupting:  # another caller is stopping this turn: wait for it
-            await asyncio.wait([turn])
+            await asyncio.wait([ended])
             return False
         self._interrupting = True
         started = time.perf_counter()
-        turn.cancel()
-        await asyncio.wait([turn])
+        turns.cancel()  # raised inside the turn; the turn loop goes on with the next input
+        await asyncio.wait([ended])
         took = time.perf_counter() - started
         self._metrics.interruption.observe(took)
         self._log.info("interrupted turn (%s) in %.1f ms", reason, took * 1000)
@@ -205,12 +209,12 @@ class Session:
                 await self._read(live)
             finally:
                 self._tasks = None
-                for task in (life, self._turns, live.voice.listener):
+                turns = self._turns
+                for task in (life, turns, live.voice.listener):
                     if task is not None:
                         task.cancel()
-                if self._turn is not None:
-                    self._turn.cancel()
-                    await asyncio.wait([self._turn])
+                if turns is not None:  # a running turn's code job is gone before the writer stops
+                    await asyncio.wait([turns])
                 if not self._closing and self._writer is not None:
                     self._writer.cancel()
 
@@ -370,7 +374,9 @@ class Session:
 
     async def _serve_turns(self, live: _Live) -> None:
         """The one task that adds user input to the history and runs its turns, in arrival order; it
-        ends when no input waits (`user_input` starts it again)."""
+        ends when no input waits (`user_input` starts it again). A turn runs in this task, not one of its
+        own (one task switch less per turn): `interrupt` cancels this task inside the turn, and the
+        loop goes on."""
         try:
             while self._inbox:
                 await self._next_turn(live, self._inbox.pop(0))
@@ -388,12 +394,24 @@ class Session:
                     self._floor = None
             self._metrics.turns.inc()
             self._events.turn_started()
-            self._turn = asyncio.create_task(self._run_turn(live, TurnUsage()))
-            await asyncio.wait([self._turn])
-            self._turn = None
-            self._interrupting = False
+            self._running = True
+            try:
+                await self._run_turn(live, TurnUsage())
+            finally:
+                self._running = False
+                if self._interrupting:  # the cancellation was the interruption's, and it is handled
+                    self._interrupting = False
+                    task = asyncio.current_task()
+                    assert task is not None
+                    task.uncancel()
+                ended, self._turn_ended = self._turn_ended, None
+                if ended is not None:
+                    ended.set_result(None)
+                settled.settle(live.conv.history)
 
     async def _run_turn(self, live: _Live, usage: TurnUsage) -> None:
+        """One turn; a cancellation is an interruption (answered, the turn loop goes on) or the end of
+        the session (raised on)."""
         try:
             await self._life.before_turn()
             await self._generate(live, usage)
@@ -408,6 +426,8 @@ class Session:
                         server_content=ServerContent(turn_complete=True), usage_metadata=usage.metadata()
                     )
                 )
+            else:
+                raise
         except ProtocolError as exc:  # the history no longer fits the model's window
             self._log.info("closing code=%d reason=%r", exc.code, exc.reason)
             self._close(exc.code, exc.reason)
@@ -439,8 +459,7 @@ class Session:
         """A turn (with its code jobs and BLOCKING calls) runs or input waits for one: the session cannot
         be resumed now, and a draining server gives it its grace period. Open NON_BLOCKING calls make
         `after_turn` checkpoint a session as not resumable, but do not hold a drain."""
-        running = self._turn is not None and not self._turn.done()
-        return running or bool(self._inbox)
+        return self._running or bool(self._inbox)
 
     # --- writing ----------------------------------------------------------------------------------
 

@@ -82,6 +82,8 @@ def parse_client_message(data: bytes | str) -> ClientMessage:
     obj = _load_json(data)
     if not isinstance(obj, dict):
         raise _invalid(f"Invalid JSON payload received. Expected an object, got {type(obj).__name__}.")
+    if _plain_text_turns(obj):
+        return ClientMessage.model_validate(obj)
     for key in obj:
         if key not in _FIELD_BY_KEY:
             raise _invalid(f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.')
@@ -99,6 +101,31 @@ def parse_client_message(data: bytes | str) -> ClientMessage:
         return ClientMessage.model_validate(obj)
     except ValidationError as exc:
         raise _invalid(_describe(exc)) from None
+
+
+_TURN_KEYS = (frozenset({"parts"}), frozenset({"role", "parts"}))
+_TEXT_PART = ["text"]
+
+
+def _plain_text_turns(obj: dict[str, Any]) -> bool:
+    """Whether `obj` is the message a client sends most: `clientContent` with text turns, camelCase, no
+    nulls (`{"clientContent": {"turns": [{"role": "user", "parts": [{"text": ...}]}], "turnComplete":
+    true}}`). Such a message names no field the parser refuses, so the walk for unknown names is skipped."""
+    if len(obj) != 1 or type(content := obj.get("clientContent")) is not dict:
+        return False
+    if len(content) != ("turns" in content) + ("turnComplete" in content):
+        return False
+    if type(content.get("turns", [])) is not list or type(content.get("turnComplete", False)) is not bool:
+        return False
+    for turn in content.get("turns", []):
+        if type(turn) is not dict or type(parts := turn.get("parts")) is not list:
+            return False
+        if turn.keys() != _TURN_KEYS["role" in turn] or turn.get("role", "user") not in ("user", "model"):
+            return False
+        for part in parts:
+            if type(part) is not dict or list(part) != _TEXT_PART or type(part["text"]) is not str:
+                return False
+    return True
 
 
 def dump_server_message(msg: Outbound) -> bytes:

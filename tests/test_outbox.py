@@ -36,6 +36,7 @@ def ignore_sent(_: Outbound) -> None:
 class Recorder:
     def __init__(self) -> None:
         self.frames: list[dict[str, object]] = []
+        self.writes: list[int] = []  # frames per write
         self.closed: tuple[int, str] | None = None
         self.sent = asyncio.Event()
 
@@ -43,7 +44,11 @@ class Recorder:
         raise NotImplementedError
 
     async def send(self, data: bytes) -> None:
-        self.frames.append(json.loads(data))
+        await self.send_all([data])
+
+    async def send_all(self, frames: list[bytes]) -> None:
+        self.frames += [json.loads(data) for data in frames]
+        self.writes.append(len(frames))
         self.sent.set()
 
     async def close(self, code: int, reason: str) -> None:
@@ -72,6 +77,7 @@ async def test_deltas_queued_behind_the_writer_go_out_as_one_message_in_order() 
     await asyncio.wait_for(write(queue, transport, LOG, ignore_sent), 5)
     assert texts(transport.frames) == ["The sum is 129.", None, "next turn"]
     assert transport.frames[1] == {"serverContent": {"turnComplete": True}}
+    assert transport.writes == [3]  # queued together: one write
     assert transport.closed == (1000, "bye")
 
 
@@ -86,6 +92,7 @@ async def test_an_idle_writer_sends_each_delta_at_once() -> None:
     queue.put_nowait(Close(1000, ""))
     await asyncio.wait_for(writer, 5)
     assert texts(transport.frames) == ["one ", "two ", "three"]
+    assert transport.writes == [1, 1, 1]
 
 
 async def test_merged_deltas_stay_under_the_message_limit() -> None:

@@ -480,6 +480,43 @@ def test_unknown_nested_fields_are_refused_as_google_does(message: dict[str, Any
     assert caught.value.reason == f"Invalid JSON payload received. Unknown name {reason}: Cannot find field."
 
 
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ({"clientContent": {"turns": [{"role": "user", "parts": [{"text": "t"}], "x": 1}]}},
+         "\"x\" at 'client_content.turns'"),
+        ({"clientContent": {"turns": [{"parts": [{"text": "t"}]}], "turnComplete": True, "y": 1}},
+         "\"y\" at 'client_content'"),
+        ({"clientContent": {"turns": [{"role": "user", "parts": [{"text": "t", "z": None}]}]}},
+         "\"z\" at 'client_content.turns.parts'"),
+    ],
+)  # fmt: skip
+def test_unknown_fields_next_to_plain_text_turns_are_refused(message: dict[str, Any], reason: str) -> None:
+    """The common text turn skips the walk for unknown names (protocol/codec.py); one more key must not."""
+    with pytest.raises(ProtocolError) as caught:
+        parse_client_message(json.dumps(message))
+    assert caught.value.reason == f"Invalid JSON payload received. Unknown name {reason}: Cannot find field."
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "Hi!"}]}], "turnComplete": True}},
+        {"clientContent": {"turns": [{"parts": [{"text": "a"}, {"text": "b"}]}, {"role": "model", "parts": []}]}},  # noqa: E501
+        {"clientContent": {"turnComplete": True}},
+        {"clientContent": {}},
+    ],
+)  # fmt: skip
+def test_plain_text_turns_parse_as_validation_does(message: dict[str, Any]) -> None:
+    parsed = parse_client_message(json.dumps(message))
+    validated = ClientMessage.model_validate(message)
+    assert parsed == validated
+    assert parsed.client_content is not None and validated.client_content is not None
+    assert parsed.client_content.model_fields_set == validated.client_content.model_fields_set
+    roles = [t.role for t in validated.client_content.turns]
+    assert [t.role for t in parsed.client_content.turns] == roles
+
+
 def test_free_form_values_may_hold_any_keys() -> None:
     frame = {"toolResponse": {"functionResponses": [{"id": "1", "response": {"anyKey": {"deep": 1}}}]}}
     assert parse_client_message(json.dumps(frame)).tool_response is not None

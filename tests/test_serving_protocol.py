@@ -9,6 +9,7 @@ A real uvicorn server on an ephemeral port with the real protocol and `AsgiTrans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +20,7 @@ import websockets
 from starlette.types import Receive, Scope, Send
 from websockets.http11 import Request
 
-from live.serving import LiveWebSocketProtocol, live_protocol
+from live.serving import READ_BACKLOG, SEND_FRAMES, LiveWebSocketProtocol, live_protocol
 from live.transport import AsgiTransport, TransportClosed
 
 CHUNK = 256 * 1024
@@ -141,3 +142,66 @@ async def test_reading_after_the_peer_left_fails_at_once_however_often() -> None
             pass
         await asyncio.wait_for(done.wait(), 15)
     assert outcomes == ["closed", "closed", "closed"]
+
+
+async def test_frames_sent_together_leave_in_one_write_as_separate_messages() -> None:
+    writes: list[bytes] = []
+    sent: list[bytes] = []
+    done = asyncio.Event()
+
+    async def three(scope: Scope, receive: Receive, send: Send) -> None:
+        assert SEND_FRAMES in scope["extensions"]
+        transport = AsgiTransport(receive, send, SEND_FRAMES)
+        await transport.accept()
+        await transport.recv()
+        [protocol] = connections(server)
+        write = protocol.transport.write
+        protocol.transport.write = lambda data: (writes.append(bytes(data)), write(data))[1]  # type: ignore
+        await transport.send_all([b"modelTurn", b"generationComplete", b"turnComplete"])
+        await transport.send(b"alone")
+        sent.extend(writes)
+        done.set()
+        with contextlib.suppress(TransportClosed):
+            await transport.recv()
+
+    async with serving(three) as (url, server), websockets.connect(url) as ws:
+        await ws.send("go")
+        expected = [b"modelTurn", b"generationComplete", b"turnComplete", b"alone"]
+        assert [await ws.recv() for _ in expected] == expected
+        await asyncio.wait_for(done.wait(), 5)
+    assert len(sent) == 2 and sent[0].endswith(b"turnComplete") and sent[1].endswith(b"alone")
+
+
+async def test_reading_stops_only_when_the_app_falls_behind() -> None:
+    """uvicorn stops reading the socket after every message (two system calls each); here only once
+    READ_BACKLOG messages wait for the app, and it reads again once the app has taken them."""
+    received = asyncio.Event()
+    read_them = asyncio.Event()
+    states: list[bool] = []
+
+    async def slow(scope: Scope, receive: Receive, send: Send) -> None:
+        transport = AsgiTransport(receive, send)
+        await transport.accept()
+        await received.wait()
+        for _ in range(READ_BACKLOG + 1):
+            await transport.recv()
+        states.append(connections(server)[0].read_paused)
+        read_them.set()
+        await transport.recv()
+
+    async with serving(slow) as (url, server), websockets.connect(url) as ws:
+        await ws.send("first")
+        async with asyncio.timeout(10):
+            while not connections(server) or not len(connections(server)[0].queue):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        [protocol] = connections(server)
+        states.append(protocol.read_paused)  # one message waits: still reading
+        for i in range(READ_BACKLOG):
+            await ws.send(f"more {i}")
+        async with asyncio.timeout(10):
+            while len(protocol.queue) < READ_BACKLOG:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        states.append(protocol.read_paused)
+        received.set()
+        await asyncio.wait_for(read_them.wait(), 10)
+    assert states == [False, True, False]

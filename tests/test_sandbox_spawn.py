@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import platform
+import re
 from pathlib import Path
 
 import pytest
@@ -67,13 +69,16 @@ async def test_back_to_back_beyond_the_ready_stock_then_all_of_it_ready_again() 
 
 
 def _huge_pages_on() -> bool:
+    """Transparent huge pages not switched off, and MADV_COLLAPSE (Linux 6.1) to collapse onto them."""
+    release = tuple(int(n) for n in re.findall(r"\d+", platform.release())[:2])
     try:
-        return "[never]" not in Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        enabled = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
     except OSError:
         return False
+    return "[never]" not in enabled and release >= (6, 1)
 
 
-@pytest.mark.skipif(not _huge_pages_on(), reason="transparent huge pages are off on this host")
+@pytest.mark.skipif(not _huge_pages_on(), reason="no transparent huge pages or MADV_COLLAPSE on this host")
 async def test_the_worker_heap_stays_on_huge_pages_while_it_makes_runners(small_pool: LocalPool) -> None:
     """Collapsed after warm-up; the native loop writes none of it, so forks do not split it again
     (a Python loop touched, and so split, more than half of it within the first runners)."""

@@ -38,20 +38,18 @@ def settle(history: list[Content]) -> None:
 
 
 def untrack(values: Iterable[Any]) -> None:
-    """Untracks each value and what it holds: models (their `__dict__` and fields-set), lists, dicts."""
+    """Untracks each value and what it holds: models (their `__dict__` and fields-set), lists, dicts.
+    Only what the collector tracks is visited (strings, numbers and bytes never are)."""
     if not ENABLED:
         return
-    pending = list(values)
+    pending = [v for v in values if gc.is_tracked(v)]
     while pending:
         value = pending.pop()
         if isinstance(value, BaseModel):
             _untrack(value)
-            _untrack(value.__dict__)
             _untrack(value.__pydantic_fields_set__)
-            pending.extend(v for v in value.__dict__.values() if v is not None)
-        elif type(value) is list:
-            _untrack(value)
-            pending.extend(value)
-        elif type(value) is dict:
-            _untrack(value)
-            pending.extend(value.values())
+            value = value.__dict__
+        elif type(value) is not list and type(value) is not dict:
+            continue  # what wire models hold is models, lists and dicts; nothing else is touched
+        _untrack(value)
+        pending += [v for v in (value.values() if type(value) is dict else value) if gc.is_tracked(v)]

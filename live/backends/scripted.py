@@ -277,6 +277,8 @@ class _PromptWords:
             entry = self._counted.get(id(history[i]))
             if entry is not None and entry() is history[i] and entry.first() is first:
                 total, begin = entry.words, i + 1
+                if begin == settled:  # counted up to here already (a turn counts twice: window, then reply)
+                    return total + _words(history[settled:])
                 del self._counted[id(history[i])]
                 break
         total += _words(history[begin:settled])

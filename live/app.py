@@ -51,13 +51,12 @@ LIVE_PATH = re.compile(
 def tune_gc() -> None:
     """Keeps collections rare: each one stalls every session at once.
 
-    A collection walks every tracked object younger than its generation, and what a busy server keeps
-    between collections is mostly its sessions' state (about 45 objects each between turns: suspended
-    reads, the last messages): 1,000 sessions make 50-80 ms a collection, whatever the threshold. Settled
-    history is out of the collector's view (`live.settled`), so objects that stay are few and a high young
-    threshold (300,000 allocations that outlive their turn: about 25 s at 1,000 turns/s) costs little
-    memory and lets one such stall come every ~25 s instead of twice a second (p99 first content 90 ms at
-    50,000, 25 ms at 300,000; `bench/bench_load.py`, BENCHMARKS.md).
+    A young collection walks every tracked object made since the last one. Settled history is out of the
+    collector's view (`live.settled`), so on a busy server that is mostly what sessions keep between
+    turns (about 18 objects each): with 1,000 sessions, 11-30 ms a collection at a threshold of 50,000. A
+    high threshold (300,000 allocations that outlive their turn, ~25 s at 1,000 turns/s) lets one such
+    stall come every ~25 s instead of every ~4 s (p99 first content 3.8 against 7.0 ms at 50,000 in the
+    same probe; `bench/bench_load.py`, BENCHMARKS.md "Load at the targets").
     """
     gc.collect()
     gc.freeze()  # what start-up loaded lives as long as the process: never scan it again

@@ -121,7 +121,7 @@ class LiveWebSocketProtocol(WebSocketsSansIOProtocol):
         paused, self.read_paused = self.read_paused, True  # uvicorn would pause reading after each message
         super().send_receive_event_to_app()
         self.read_paused = paused
-        if not paused and len(self.queue) >= READ_BACKLOG:  # type: ignore[arg-type]
+        if not paused and not self.close_sent and len(self.queue) >= READ_BACKLOG:  # type: ignore[arg-type]
             self.read_paused = True
             self.transport.pause_reading()  # `receive` resumes it once the app has read them all
 

@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64)  # server processes on one port (SO_REUSEPORT)
     files: FileLimits = Field(default_factory=FileLimits)  # TOML [files]; env OPENLIVE_FILES__DIRECTORY
     log_level: str = "info"
+    gc_full_interval_s: float = Field(600.0, gt=0)  # a full garbage collection at least this often
     # OpenTelemetry spans over OTLP/HTTP to this collector (base URL; needs the `otel` extra). Unset:
     # OpenTelemetry's own OTEL_EXPORTER_OTLP_ENDPOINT, if set.
     otlp_endpoint: str | None = Field(None, pattern=r"^https?://.+$")

@@ -22,6 +22,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
     ProcessCollector,
     disable_created_metrics,
@@ -80,6 +81,7 @@ class Metrics:
         self._sampled = _SampledCollector()
         self.registry.register(self._sampled)
         ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes
+        GCCollector(registry=self.registry)  # python_gc_collections_total{generation}: the loop's stalls
         self.sessions_active = self.gauge("sessions_active", "Live sessions open now.")
         self.sessions = self.counter("sessions", "Live sessions set up.")
         self.turns = self.counter("turns", "Model turns started.")

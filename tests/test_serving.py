@@ -90,16 +90,20 @@ async def live_over_ws(server: Server) -> str:
 
 async def test_plain_http_and_health_that_follows_the_sandbox(tmp_path: Path) -> None:
     """Plain HTTP (no TLS flags) serves Live over ws:// and REST. /healthz says `degraded` while an
-    isolation layer is skipped or the sandbox worker is down, and 503 `unavailable` once no code can run."""
+    isolation layer is skipped or the sandbox worker is down, and 503 `unavailable` once no code can run.
+    Full garbage collections come on their timer (the thresholds alone would hardly ever start one)."""
     cache = tmp_path / "cache"
     config = tmp_path / "openlive.toml"
     config.write_text(
-        "[sandbox]\nslots = 1\nspare_runners = 0\nqueue_timeout_s = 1\n"
+        "gc_full_interval_s = 0.2\n[sandbox]\nslots = 1\nspare_runners = 0\nqueue_timeout_s = 1\n"
         f'skip_layers = ["netns"]\nallow_weak_isolation = true\ncache_dir = "{cache}"\n'
     )
     server = start_server(None, tmp_path / "server.log", "--backend", "scripted", "--config", str(config))
     try:
         assert server.url.startswith("http://")
+        full = 'python_gc_collections_total{generation="2"}'
+        first = scrape(server.url, None)[full]
+        until(lambda: scrape(server.url, None)[full] >= first + 2)
         client = server.client()
         code, body = health(server)
         assert (code, body["status"], body["sandbox"]["isolation"]) == (200, "degraded", "weak")

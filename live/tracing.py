@@ -36,13 +36,9 @@ _OFF: AbstractContextManager[Span] = contextlib.nullcontext(_NO_SPAN)
 _start: Callable[[str, dict[str, Attribute]], AbstractContextManager[Span]] | None = None
 
 
-def span(name: str, **attributes: Attribute) -> AbstractContextManager[Span]:
-    """A child of the current span (the turn's, inside a turn), or a no-op while tracing is off."""
-    return _OFF if _start is None else _start(name, attributes)
-
-
-# Names and attributes after OpenTelemetry's semantic conventions for generative AI where they have one.
-# Each checks first, so that while off not even the attributes are built.
+# Each span is a child of the current one (the turn's, inside a turn), named after OpenTelemetry's semantic
+# conventions for generative AI where they have a name. Each checks first, so that while off not even the
+# attributes are built.
 def turn(model: str) -> AbstractContextManager[Span]:
     return _OFF if _start is None else _start("turn", {"gen_ai.request.model": model})
 
@@ -68,7 +64,7 @@ def available() -> bool:
         return False
 
 
-def configure(endpoint: str | None, service_name: str = "openlive") -> Callable[[], None]:
+def configure(endpoint: str | None) -> Callable[[], None]:
     """Starts exporting when an endpoint is configured; returns what flushes and stops it (a no-op if off).
 
     `endpoint` is the collector's base URL (`/v1/traces` is added, as OpenTelemetry does with
@@ -93,7 +89,7 @@ def configure(endpoint: str | None, service_name: str = "openlive") -> Callable[
     # Without an endpoint of ours, the exporter reads OpenTelemetry's environment variables itself.
     exporter = OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces" if endpoint else None)
     # A provider of its own, not OpenTelemetry's global one: an application embedding openlive keeps its own.
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider = TracerProvider(resource=Resource.create({"service.name": "openlive"}))
     provider.add_span_processor(BatchSpanProcessor(exporter))  # exports off the event loop, in batches
     tracer = provider.get_tracer("openlive")
 

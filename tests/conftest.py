@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 import yaml
 from google import genai
 from google.genai import types
@@ -49,6 +50,12 @@ class Server:
 
     def ssl_context(self) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=str(self.ca)) if self.ca else None
+
+    def raw_live(self) -> websockets.asyncio.client.connect:
+        """A raw Live WebSocket with the test key, for frames the SDK cannot send."""
+        return websockets.connect(
+            self.live_url(), ssl=self.ssl_context(), additional_headers={"x-goog-api-key": API_KEY}
+        )
 
     def client(self, api_key: str = API_KEY, api_version: str = "v1beta") -> genai.Client:
         return genai.Client(

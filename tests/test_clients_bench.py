@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import websockets
 
 from clients.connection import dump_client_message, setup_message
 from clients.load_stats import BenchResult, Percentiles
@@ -63,9 +62,7 @@ async def spoken_turn(server: Server, frames: list[str]) -> list[str]:
     """Sends frames over a raw WebSocket and reads one turn: setupComplete, each audio part's mime
     type, and turnComplete, in arrival order."""
     kinds: list[str] = []
-    async with websockets.connect(
-        server.live_url(), ssl=server.ssl_context(), additional_headers={"x-goog-api-key": API_KEY}
-    ) as ws:
+    async with server.raw_live() as ws:
         for frame in frames:
             await ws.send(frame)
         async with asyncio.timeout(60):

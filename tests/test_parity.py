@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import websockets
 from pydantic import BaseModel
 from websockets.exceptions import ConnectionClosed
 
 from live.parity import FIELDS, Status, document, model_fields
 from protocol import ClientMessage, ServerMessage
 from protocol.fields import known_fields
-from tests.conftest import API_KEY, Server
+from tests.conftest import Server
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "parity.md"
 MODEL = "models/gemini-live-2.5-flash-preview"
@@ -114,9 +113,7 @@ def _model(name: str) -> type[BaseModel]:
 
 async def outcome(server: Server, frames: list[str]) -> tuple[int | None, str, list[Any]]:
     received: list[Any] = []
-    async with websockets.connect(
-        server.live_url(), ssl=server.ssl_context(), additional_headers={"x-goog-api-key": API_KEY}
-    ) as ws:
+    async with server.raw_live() as ws:
         for frame in frames:
             await ws.send(frame)
         try:

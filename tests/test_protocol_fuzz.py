@@ -10,7 +10,6 @@ import re
 from collections import Counter
 from typing import Any
 
-import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
@@ -24,7 +23,7 @@ from protocol import (
     parse_server_message,
 )
 from protocol.parts import SCHEDULING_VALUES
-from tests.conftest import API_KEY, Server
+from tests.conftest import Server
 from tests.live_helpers import SEED_PROMPT, ask, scrape, text_config
 
 EXCHANGES = 120  # random valid messages sent to the server, one session each
@@ -150,8 +149,7 @@ PROBE = json.dumps({"clientContent": {"turns": [{"parts": [{"text": "hello"}]}],
 
 async def exchange(server: Server, raw: str) -> str:
     """Setup, the random message, then the probe turn: "answered", or "closed" cleanly (1007/1008)."""
-    async with websockets.connect(server.live_url(), ssl=server.ssl_context(),
-                                  additional_headers={"x-goog-api-key": API_KEY}) as ws:  # fmt: skip
+    async with server.raw_live() as ws:
         setup = {"model": "models/m", "tools": [{"codeExecution": {}}],
                  "generationConfig": {"responseModalities": ["TEXT"]}}  # the probe reads text
         await ws.send(json.dumps({"setup": setup}))

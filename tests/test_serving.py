@@ -75,7 +75,7 @@ async def seed_result(client: genai.Client) -> tuple[types.Outcome | None, str]:
 
 async def live_over_ws(server: Server) -> str:
     """A raw Live session over ws:// (the SDK always uses wss://): the seed example's code output."""
-    async with websockets.connect(server.live_url(), additional_headers={"x-goog-api-key": API_KEY}) as ws:
+    async with server.raw_live() as ws:
         await ws.send(json.dumps({"setup": {"model": f"models/{MODEL}", "tools": [{"codeExecution": {}}]}}))
         assert "setupComplete" in json.loads(await ws.recv())
         turn = {"turns": [{"role": "user", "parts": [{"text": SEED_PROMPT}]}], "turnComplete": True}
@@ -135,9 +135,7 @@ async def test_plain_http_and_health_that_follows_the_sandbox(tmp_path: Path) ->
 
 async def test_metrics_count_closes_and_interruptions(test_server: Server) -> None:
     before = scrape(test_server.url, test_server.ssl_context())
-    async with websockets.connect(
-        test_server.live_url(), ssl=test_server.ssl_context(), additional_headers={"x-goog-api-key": API_KEY}
-    ) as ws:
+    async with test_server.raw_live() as ws:
         await ws.send(json.dumps({"setup": {"model": "models/m"}}))
         await ws.recv()
         await ws.send("not json")

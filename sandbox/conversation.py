@@ -10,6 +10,7 @@ import asyncio
 import mimetypes
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -245,15 +246,14 @@ async def converse(
     exit_status: Callable[[], Awaitable[ExitStatus]],
 ) -> Result:
     """Run the job over an established channel. Takes ownership of the channel and both descriptors."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    started = time.perf_counter()  # not loop.time(): uvloop's clock ticks in whole ms
     out = _Output(stdout_fd, config.output_cap_bytes, config.output_drain_bytes)
     err = _Output(stderr_fd, config.output_cap_bytes, config.output_drain_bytes)
 
     def result(
         outcome: Outcome, output: str, images: list[bytes] | None = None, files: list[File] | None = None
     ) -> Result:
-        elapsed = loop.time() - started
+        elapsed = time.perf_counter() - started
         return Result(
             outcome=outcome, output=output, images=images or [], files=files or [], duration_s=elapsed
         )

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections import Counter, deque
 from collections.abc import Coroutine
 from typing import Any
@@ -243,7 +244,7 @@ class LocalPool:
             raise SandboxUnavailable(f"the sandbox pool is {self._state}")
         # A job without a session is its own session: no per-session cap, first come first served.
         session = job.session or f"\0anonymous-{next(self._anonymous)}"
-        queued_at = asyncio.get_running_loop().time()
+        queued_at = time.perf_counter()  # not loop.time(): uvloop's clock ticks in whole ms
         ticket = self._queue.push(session)
         self._dispatch()
         if not ticket.granted.done() and len(self._queue) > self.config.queue_limit:
@@ -265,7 +266,7 @@ class LocalPool:
             if ticket.granted.done() and not ticket.granted.exception():
                 self._release(ticket.granted.result(), session)
             raise
-        waited = asyncio.get_running_loop().time() - queued_at
+        waited = time.perf_counter() - queued_at
         result = await self._run_on(runner, session, job, host_call)
         return result.model_copy(update={"queue_wait_s": waited})
 

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import math
 import os
+import re
 import shutil
 import ssl
 import struct
@@ -63,7 +64,10 @@ AUDIO_RULE = {
 }
 
 SPOKEN_QUESTION = "what is the sum of the first fifty prime numbers"
-SPOKEN_RULE = {"match": "(?i)sum of the first fifty", "reply": [{"text": "The sum is 5117."}]}
+# The page captures Chromium's fake microphone in real time and resamples it in the browser, so the audio
+# differs from run to run and pocketsphinx may drop a short word ("the"): match the words that carry it.
+HEARD = r"sum of (the )?first fifty"
+SPOKEN_RULE = {"match": f"(?i){HEARD}", "reply": [{"text": "The sum is 5117."}]}
 
 expect.set_options(timeout=TIMEOUT_MS)
 pytestmark = pytest.mark.skipif(
@@ -313,7 +317,7 @@ def test_talk_mode_speaks_with_the_real_server(talking_browser: Browser, console
     page.click("#connect")
     expect(page.locator("#status")).to_have_attribute("data-state", "ready")
     page.click("#mic")
-    expect(page.locator(".part.transcript.input").first).to_contain_text("what is the sum of the first fifty")
+    expect(page.locator(".part.transcript.input").first).to_contain_text(re.compile(HEARD))
     turn = last_turn(page)
     expect(turn.locator(".part.transcript.output")).to_contain_text("The sum is 5117.")
     stats = page.evaluate("() => window.openlive.audio")

@@ -56,8 +56,12 @@ def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
 
 
 def wait_for_exit(pid: int, timeout_s: float = 10.0) -> None:
-    """Blocks until process `pid` (not our child) has exited: its pidfd becomes readable."""
-    fd = os.pidfd_open(pid)
+    """Blocks until process `pid` (not our child) has exited: its pidfd becomes readable (or it is gone
+    already: its parent may have reaped it before we look)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
     try:
         assert select.select([fd], [], [], timeout_s)[0], f"process {pid} did not exit"
     finally:

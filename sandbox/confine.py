@@ -27,8 +27,9 @@ import traceback
 from dataclasses import dataclass
 from typing import NoReturn
 
-from sandbox import frames, landlock, linux, native, rootfs, runner, seccomp_filter
+from sandbox import frames, landlock, linux, native, plan, rootfs, runner, seccomp_filter
 from sandbox.config import Layer, PoolConfig
+from sandbox.plan import JobPlan
 
 JOB_ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -87,7 +88,7 @@ def start(setup: Setup, index: int, fds: RunnerFds) -> None:
         return
     code = 1
     try:
-        _monitor(setup, setup.config.uid_base + index, fds)
+        _monitor(setup, index, fds)
         code = 0
     except BaseException:
         traceback.print_exc()
@@ -95,25 +96,41 @@ def start(setup: Setup, index: int, fds: RunnerFds) -> None:
         os._exit(code)
 
 
-def native_job(setup: Setup, index: int, fds: RunnerFds) -> NoReturn:
-    """The job under the native init (PID 2): what the Python monitor does before its fork, then the job."""
-    assert setup.config.uid_base is not None
-    uid = setup.config.uid_base + index
+def plan_for(setup: Setup, index: int, scratch: str) -> JobPlan:
+    """Runner `index`'s confinement, for either path. With the mount namespace its root is the skeleton
+    and `scratch` is /scratch; without, `scratch` is a host directory of its own."""
+    c = setup.config
+    assert c.uid_base is not None
+    uid = c.uid_base + index
+    mounted = "mountns" in setup.layers
+    rules = None
+    if "landlock" in setup.layers:
+        writable = [*(rootfs.WRITABLE if mounted else (scratch,)), "/dev/null"]
+        rules = landlock.rules(setup.landlock_abi, writable)
+    return JobPlan(
+        root=rootfs.skeleton_root() if mounted else None,
+        mounts=rootfs.job_mounts(uid, c.scratch_mb, c.tmp_mb, c.shm_mb) if mounted else (),
+        hostname=plan.HOSTNAME if "pidns" in setup.layers else None,
+        cwd=scratch,
+        rlimits=plan.rlimits(c),
+        uid=uid if "uid" in setup.layers else None,
+        landlock=rules,
+        seccomp_bpf=setup.seccomp_bpf,
+    )
+
+
+def native_job() -> NoReturn:
+    """The job under the native init (PID 2), already confined by native/spawn.c to its plan."""
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker ignores it (spawn.c reset it already)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        os.close(fds.monitor)
-        os.dup2(fds.stderr, 2)  # a failure from here on is the runner's start-up error the server reports
-        c = setup.config
-        rootfs.enter_job_root(uid, c.scratch_mb, c.tmp_mb, c.shm_mb)
-        linux.sethostname("sandbox")
     except BaseException:
         traceback.print_exc()
         os._exit(1)
-    _job(setup, uid, fds, rootfs.SCRATCH)
+    _serve_when_ready()
 
 
-def _monitor(setup: Setup, uid: int, fds: RunnerFds) -> None:
+def _monitor(setup: Setup, index: int, fds: RunnerFds) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the worker ignores it to auto-reap monitors
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _close_all_but({0, 1, 2, fds.channel, fds.stdout, fds.stderr, fds.monitor})
@@ -122,19 +139,19 @@ def _monitor(setup: Setup, uid: int, fds: RunnerFds) -> None:
     if not pidns:
         linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)  # orphans of the job come back to us
     host_scratch = None
-    if "mountns" in setup.layers:
-        c = setup.config
-        rootfs.enter_job_root(uid, c.scratch_mb, c.tmp_mb, c.shm_mb)
-    else:
+    if "mountns" not in setup.layers:
         host_scratch = tempfile.mkdtemp(prefix="openlive-job-")
-        if "uid" in setup.layers:
-            os.chown(host_scratch, uid, uid)
-    if pidns:
-        linux.sethostname("sandbox")
+    job = plan_for(setup, index, host_scratch or rootfs.SCRATCH)
+    if host_scratch and job.uid is not None:
+        os.chown(host_scratch, job.uid, job.uid)
+    if job.root is not None:
+        rootfs.enter_job_root(job.root, job.mounts)
+    if job.hostname is not None:
+        linux.sethostname(job.hostname)
     pid = os.fork()
     if pid == 0:
         os.close(fds.monitor)
-        _job(setup, uid, fds, host_scratch or rootfs.SCRATCH)
+        _job(job, fds)
     for fd in (fds.channel, fds.stdout, fds.stderr):
         os.close(fd)
     pidfd = os.pidfd_open(pid)
@@ -171,43 +188,36 @@ def _kill_the_rest(pidns: bool) -> None:
             return
 
 
-def _set_limits(c: PoolConfig) -> None:
-    mib = 1 << 20
-    for limit, soft, hard in (
-        (resource.RLIMIT_AS, c.memory_mb * mib, c.memory_mb * mib),
-        (resource.RLIMIT_CPU, c.cpu_s, c.cpu_s + 1),  # SIGXCPU, then SIGKILL for a job that ignores it
-        (resource.RLIMIT_FSIZE, c.file_size_mb * mib, c.file_size_mb * mib),
-        (resource.RLIMIT_NOFILE, c.open_files, c.open_files),
-        (resource.RLIMIT_NPROC, c.processes, c.processes),
-        (resource.RLIMIT_CORE, 0, 0),
-        (resource.RLIMIT_MEMLOCK, 0, 0),
-        (resource.RLIMIT_MSGQUEUE, 0, 0),
-    ):
-        resource.setrlimit(limit, (soft, hard))
-
-
-def _job(setup: Setup, uid: int, fds: RunnerFds, scratch: str) -> NoReturn:
+def _job(job: JobPlan, fds: RunnerFds) -> NoReturn:
+    """The Python path of the job's side of its plan (native/spawn.c does the same in C)."""
     try:
         devnull = os.open("/dev/null", os.O_RDWR)
         for fd, target in ((devnull, 0), (fds.stdout, 1), (fds.stderr, 2), (fds.channel, 3)):
             os.dup2(fd, target)
         os.closerange(4, 1 << 16)
-        os.chdir(scratch)
+        os.chdir(job.cwd)
         os.setsid()
-        _set_limits(setup.config)
-        if "uid" in setup.layers:
+        for limit, soft, hard in job.rlimits:
+            resource.setrlimit(limit, (soft, hard))
+        if job.uid is not None:
             os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
+            os.setresgid(job.uid, job.uid, job.uid)
+            os.setresuid(job.uid, job.uid, job.uid)
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # a uid change clears it
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-        if "landlock" in setup.layers:
-            mounted = "mountns" in setup.layers
-            landlock.restrict(
-                setup.landlock_abi, [*(rootfs.WRITABLE if mounted else (scratch,)), "/dev/null"]
-            )
-        if setup.seccomp_bpf is not None:
-            seccomp_filter.load(setup.seccomp_bpf)
+        if job.landlock is not None:
+            landlock.restrict(job.landlock)
+        if job.seccomp_bpf is not None:
+            seccomp_filter.load(job.seccomp_bpf)
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    _serve_when_ready()
+
+
+def _serve_when_ready() -> NoReturn:
+    """In the confined job: a clean environment, the job's streams, "ready", then its one job."""
+    try:
         os.environ.clear()
         os.environ.update(JOB_ENV)
         sys.argv = [""]

@@ -11,6 +11,7 @@ import ctypes
 import os
 
 from sandbox import linux
+from sandbox.plan import LandlockRules
 
 _CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446  # the same on every architecture
 _CREATE_RULESET_VERSION = 1
@@ -40,19 +41,32 @@ def abi_version() -> int:
         return 0
 
 
-def restrict(abi: int, writable: list[str]) -> None:
-    """Confine the calling thread (and its future children) for good. Requires no_new_privs."""
+def rules(abi: int, writable: list[str]) -> LandlockRules:
+    """Read-only everywhere, everything under `writable`; no TCP (ABI >= 4); scoped (ABI >= 6)."""
     fs_all = (1 << _FS_BITS_BY_ABI[min(abi, 5)]) - 1
-    attr = _RulesetAttr(fs_all, _NET_TCP if abi >= 4 else 0, _SCOPE_ALL if abi >= 6 else 0)
-    size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else 16  # older kernels reject the `scoped` field
-    ruleset = linux.syscall(_CREATE_RULESET, ctypes.c_void_p(ctypes.addressof(attr)), size, 0)
+    return LandlockRules(
+        fs=fs_all,
+        net=_NET_TCP if abi >= 4 else 0,
+        scoped=_SCOPE_ALL if abi >= 6 else 0,
+        attr_size=ctypes.sizeof(_RulesetAttr) if abi >= 6 else 16,  # older kernels reject `scoped`
+        file_only=_FILE_ONLY,
+        rules=(("/", _READ), *((p, fs_all) for p in writable)),
+    )
+
+
+def restrict(ruleset_rules: LandlockRules) -> None:
+    """The Python path of a plan's Landlock rules (native/spawn.c does the same): confine the calling
+    thread (and its future children) for good. Requires no_new_privs."""
+    r = ruleset_rules
+    attr = _RulesetAttr(r.fs, r.net, r.scoped)
+    ruleset = linux.syscall(_CREATE_RULESET, ctypes.c_void_p(ctypes.addressof(attr)), r.attr_size, 0)
     try:
-        for path, allowed in [("/", _READ), *((p, fs_all) for p in writable)]:
+        for path, allowed in r.rules:
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
             try:
                 if not os.path.isdir(path):
-                    allowed &= _FILE_ONLY
-                rule = _PathBeneath(allowed & fs_all, fd)
+                    allowed &= r.file_only
+                rule = _PathBeneath(allowed & r.fs, fd)
                 linux.syscall(
                     _ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.c_void_p(ctypes.addressof(rule)), 0
                 )

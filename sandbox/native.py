@@ -23,6 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandbox.plan import JobPlan
+
 SOURCES = Path(__file__).resolve().parent / "native"
 _BUILD_TIMEOUT_S = 60.0
 _LIBRARY = "libopenlive-spawn.so"
@@ -32,6 +34,66 @@ _LIBRARY_FLAGS = ["-U_FORTIFY_SOURCE", "-fPIC", "-shared"]
 _INIT_FLAGS = ["-static"]  # a static init execs in a fraction of the time; dynamic if no static libc
 
 
+class _Mount(ctypes.Structure):
+    _fields_ = (
+        ("source", ctypes.c_char_p), ("target", ctypes.c_char_p), ("fstype", ctypes.c_char_p),
+        ("data", ctypes.c_char_p), ("flags", ctypes.c_ulong), ("create", ctypes.c_int),
+    )  # fmt: skip
+
+
+class _Limit(ctypes.Structure):
+    _fields_ = (("resource", ctypes.c_int), ("soft", ctypes.c_ulonglong), ("hard", ctypes.c_ulonglong))
+
+
+class _LandlockRule(ctypes.Structure):
+    _fields_ = (("path", ctypes.c_char_p), ("allowed", ctypes.c_uint64))
+
+
+class _Plan(ctypes.Structure):
+    """spawn.c's struct plan."""
+
+    _fields_ = (
+        ("root", ctypes.c_char_p), ("mounts", ctypes.POINTER(_Mount)), ("n_mounts", ctypes.c_int),
+        ("hostname", ctypes.c_char_p), ("cwd", ctypes.c_char_p),
+        ("limits", ctypes.POINTER(_Limit)), ("n_limits", ctypes.c_int),
+        ("uid", ctypes.c_int), ("landlock", ctypes.c_int),
+        ("ll_fs", ctypes.c_uint64), ("ll_net", ctypes.c_uint64), ("ll_scoped", ctypes.c_uint64),
+        ("ll_file_only", ctypes.c_uint64), ("ll_attr_size", ctypes.c_int),
+        ("ll_rules", ctypes.POINTER(_LandlockRule)), ("n_ll_rules", ctypes.c_int),
+        ("bpf", ctypes.c_char_p), ("bpf_len", ctypes.c_int),
+    )  # fmt: skip
+
+
+def _c_string(text: str | None) -> bytes | None:
+    return None if text is None else text.encode()
+
+
+def _c_plan(plan: JobPlan) -> _Plan:
+    """The plan as spawn.c reads it. Its arrays are owned by the returned structure (ctypes keeps them)."""
+    if plan.root is None:
+        raise ValueError("the native spawn confines jobs in a mount namespace of their own")
+    create = {"": 0, "dir": 1, "file": 2}
+    mounts = (_Mount * len(plan.mounts))(
+        *(
+            _Mount(m.source.encode(), m.target.encode(), _c_string(m.fstype), _c_string(m.data), m.flags,
+                   create[m.create])
+            for m in plan.mounts
+        )
+    )  # fmt: skip
+    limits = (_Limit * len(plan.rlimits))(*(_Limit(*limit) for limit in plan.rlimits))
+    ll = plan.landlock
+    rules = (_LandlockRule * len(ll.rules if ll else ()))(
+        *(_LandlockRule(path.encode(), allowed) for path, allowed in (ll.rules if ll else ()))
+    )
+    bpf = plan.seccomp_bpf
+    return _Plan(
+        plan.root.encode(), mounts, len(mounts), _c_string(plan.hostname), plan.cwd.encode(),
+        limits, len(limits), -1 if plan.uid is None else plan.uid, ll is not None,
+        ll.fs if ll else 0, ll.net if ll else 0, ll.scoped if ll else 0, ll.file_only if ll else 0,
+        ll.attr_size if ll else 0, rules, len(rules), bpf, len(bpf) // 8 if bpf else 0,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Spawner:
     """spawn.c loaded in the worker, and the init program its monitors become."""
@@ -39,16 +101,16 @@ class Spawner:
     library: ctypes.PyDLL
     init: bytes
 
-    def serve(self, control_fd: int, namespaces: int) -> tuple[int, tuple[int, int, int, int]] | None:
-        """The worker's loop from now on. Returns in each job (PID 2 of `namespaces`, child of the init):
-        its runner index and descriptors (channel, stdout, stderr, monitor). None once the server is gone.
-        """
+    def serve(self, control_fd: int, namespaces: int, plans: list[JobPlan]) -> int | None:
+        """The worker's loop from now on. Returns in each job (PID 2 of `namespaces`, child of the init),
+        already confined to plans[its runner index], with that index; None once the server is gone."""
+        c_plans = (_Plan * len(plans))(*(_c_plan(p) for p in plans))
         index = ctypes.c_int(0)
-        fds = (ctypes.c_int * 4)()
-        if self.library.openlive_serve(control_fd, namespaces, self.init, ctypes.byref(index), fds) != 0:
+        serve = self.library.openlive_serve
+        if serve(control_fd, namespaces, self.init, c_plans, len(plans), ctypes.byref(index)) != 0:
             return None
         ctypes.pythonapi.PyOS_AfterFork_Child()
-        return index.value, (fds[0], fds[1], fds[2], fds[3])
+        return index.value
 
 
 def _private_dir(path: Path) -> None:
@@ -104,7 +166,7 @@ def load(cache_dir: Path) -> Spawner:
         serve = library.openlive_serve
     except AttributeError as e:
         raise OSError(str(e)) from None
-    int_p = ctypes.POINTER(ctypes.c_int)
-    serve.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, int_p, int_p]
+    serve.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.POINTER(_Plan), ctypes.c_int,
+                      ctypes.POINTER(ctypes.c_int)]  # fmt: skip
     serve.restype = ctypes.c_int
     return Spawner(library=library, init=str(out / _INIT).encode())

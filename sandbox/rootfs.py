@@ -13,8 +13,10 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from sandbox import linux
+from sandbox.plan import Mount
 
 SCRATCH = "/scratch"  # the job's cwd
 WRITABLE = (SCRATCH, "/tmp", "/dev/shm")
@@ -111,19 +113,39 @@ def build_skeleton(binds: list[str], uids: list[int]) -> None:
     linux.mount("none", root, None, linux.MS_REMOUNT | linux.MS_BIND | _RO)
 
 
-def enter_job_root(uid: int, scratch_mb: int, tmp_mb: int, shm_mb: int) -> None:
-    """In the job's init (PID 1 of a fresh PID namespace): private writable mounts, then pivot into them."""
-    linux.unshare(linux.CLONE_NEWNS)
+def job_mounts(uid: int, scratch_mb: int, tmp_mb: int, shm_mb: int) -> tuple[Mount, ...]:
+    """A job's private writable mounts over the skeleton, made in its own mount namespace."""
     root = _built.root
     flags = linux.MS_NOSUID | linux.MS_NODEV
-    linux.mount("tmpfs", root + SCRATCH, "tmpfs", flags, f"size={scratch_mb}m,mode=0700,uid={uid},gid={uid}")
-    linux.mount("tmpfs", root + "/tmp", "tmpfs", flags, f"size={tmp_mb}m,mode=1777")
-    for path in _built.tmp_binds:
-        _bind_ro(path, _mountpoint(root, path, path))
-    linux.mount("tmpfs", root + "/dev/shm", "tmpfs", flags, f"size={shm_mb}m,mode=1777")
-    linux.mount("proc", root + "/proc", "proc", flags | linux.MS_NOEXEC, "hidepid=2")
+    mounts = [
+        Mount("tmpfs", root + SCRATCH, "tmpfs", flags, f"size={scratch_mb}m,mode=0700,uid={uid},gid={uid}"),
+        Mount("tmpfs", root + "/tmp", "tmpfs", flags, f"size={tmp_mb}m,mode=1777"),
+    ]
+    for path in _built.tmp_binds:  # bound again over the job's /tmp, read-only like the skeleton
+        create: Literal["dir", "file"] = "dir" if os.path.isdir(path) else "file"
+        mounts.append(Mount(path, root + path, None, linux.MS_BIND | linux.MS_REC, create=create))
+        mounts.append(Mount("none", root + path, None, linux.MS_REMOUNT | linux.MS_BIND | _RO))
+    mounts.append(Mount("tmpfs", root + "/dev/shm", "tmpfs", flags, f"size={shm_mb}m,mode=1777"))
+    mounts.append(Mount("proc", root + "/proc", "proc", flags | linux.MS_NOEXEC, "hidepid=2"))
+    return tuple(mounts)
+
+
+def skeleton_root() -> str:
+    return _built.root
+
+
+def enter_job_root(root: str, mounts: tuple[Mount, ...]) -> None:
+    """The Python path of a plan's mounts (native/spawn.c does the same): a new mount namespace, the
+    job's private mounts, then pivot into the skeleton."""
+    linux.unshare(linux.CLONE_NEWNS)
+    for m in mounts:
+        if m.create == "dir":
+            os.makedirs(m.target, exist_ok=True)
+        elif m.create == "file":
+            os.makedirs(os.path.dirname(m.target), exist_ok=True)
+            Path(m.target).touch()
+        linux.mount(m.source, m.target, m.fstype, m.flags, m.data)
     os.chdir(root)
     linux.pivot_root(".", ".old")
     os.chdir("/")
     linux.umount2("/.old", linux.MNT_DETACH)
-    os.chdir(SCRATCH)

@@ -159,11 +159,10 @@ def main(control_fd: int) -> None:
     gc.freeze()  # keeps the collector from touching (and so copying) the warm heap in every fork
     linux.collapse_to_huge_pages()  # a fork copies, and an exit frees, 512 times fewer page table entries
     if confine.uses_native_spawn(setup):
-        assert setup.spawner is not None
-        request = setup.spawner.serve(control.fileno(), confine.NAMESPACES)
-        if request is not None:  # in a job
-            index, runner_fds = request
-            confine.native_job(setup, index, confine.RunnerFds(*runner_fds))
+        assert setup.spawner is not None and config.uid_base is not None
+        plans = [confine.plan_for(setup, i, rootfs.SCRATCH) for i in range(config.runners)]
+        if setup.spawner.serve(control.fileno(), confine.NAMESPACES, plans) is not None:
+            confine.native_job()  # in a job, confined
         return  # the server is gone
     while True:
         message, fds, _, _ = socket.recv_fds(control, 1024, 4)

@@ -55,14 +55,12 @@ def until(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def wait_for_exit(pid: int, timeout_s: float = 10.0) -> None:
-    """Blocks until process `pid` (not our child) has exited: its pidfd becomes readable (or it is gone
-    already: its parent may have reaped it before we look)."""
+def kill_and_wait(pid: int, timeout_s: float = 10.0) -> None:
+    """SIGKILLs process `pid` (not our child) and blocks until it has exited: its pidfd becomes readable.
+    Through a pidfd taken first, since its parent may reap it (and free its pid) before we look."""
+    fd = os.pidfd_open(pid)
     try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
         assert select.select([fd], [], [], timeout_s)[0], f"process {pid} did not exit"
     finally:
         os.close(fd)
@@ -121,8 +119,7 @@ async def test_plain_http_and_health_that_follows_the_sandbox(tmp_path: Path) ->
         cache.rename(tmp_path / "cache.old")
         cache.write_text("not a directory")
         worker = body["sandbox"]["worker_pid"]
-        os.kill(worker, signal.SIGKILL)
-        wait_for_exit(worker)
+        kill_and_wait(worker)
         until(lambda: health(server)[1]["sandbox"]["state"] == "degraded")
         code, body = health(server)
         assert (code, body["status"], body["sandbox"]["runners_ready"]) == (200, "degraded", 1)

@@ -6,7 +6,6 @@ pending function calls and interruption (it cancels the task running `TurnEngine
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import mimetypes
 import secrets
@@ -28,6 +27,7 @@ from live.backends.base import (
 )
 from live.metrics import Metrics
 from protocol import (
+    GENERATION_COMPLETE,
     Blob,
     CodeExecutionResult,
     Content,
@@ -37,7 +37,6 @@ from protocol import (
     FunctionDeclaration,
     FunctionResponse,
     GenerationConfig,
-    ModalityTokenCount,
     ModelText,
     Outbound,
     Part,
@@ -123,9 +122,6 @@ class TurnLimits:
     max_model_calls: int = 32  # model calls per turn, so a model that keeps calling functions finishes
 
 
-GENERATION_COMPLETE = ServerMessage(server_content=ServerContent(generation_complete=True))  # never mutated
-
-
 def new_call_id() -> str:
     """Function call ids in the form the Gemini API uses."""
     return f"function-call-{secrets.randbits(63)}"
@@ -173,17 +169,17 @@ class TurnUsage:
         prompt = self.prompt
         tool_use = max((u.prompt_tokens for u in self._all()), default=0) - prompt
         response = self.response
-        return UsageMetadata(
-            prompt_token_count=prompt,
-            response_token_count=response,
-            tool_use_prompt_token_count=tool_use or None,
-            total_token_count=prompt + tool_use + response,
-            prompt_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=prompt)],
-            response_tokens_details=[ModalityTokenCount(modality="TEXT", token_count=response)],
-            tool_use_prompt_tokens_details=(
-                [ModalityTokenCount(modality="TEXT", token_count=tool_use)] if tool_use else None
-            ),
-        )
+        counts: dict[str, Any] = {
+            "prompt_token_count": prompt,
+            "response_token_count": response,
+            "total_token_count": prompt + tool_use + response,
+            "prompt_tokens_details": [{"modality": "TEXT", "token_count": prompt}],
+            "response_tokens_details": [{"modality": "TEXT", "token_count": response}],
+        }
+        if tool_use:
+            counts["tool_use_prompt_token_count"] = tool_use
+            counts["tool_use_prompt_tokens_details"] = [{"modality": "TEXT", "token_count": tool_use}]
+        return UsageMetadata.model_validate(counts)  # one validation for the three models: once a turn
 
 
 class _StopSequences:
@@ -193,6 +189,7 @@ class _StopSequences:
         self._sequences = [s for s in sequences if s]
         self._held = ""
         self.stopped = False
+        self.active = bool(self._sequences)  # False: `feed` hands every text back unchanged
 
     def feed(self, text: str) -> str:
         if not self._sequences:
@@ -276,10 +273,14 @@ class TurnEngine:
             )
             if conv.code_execution and not code_allowed:
                 reason = MAX_REGENERATION_REACHED
-            # aclosing: the model's stream (an upstream HTTP response) is closed before code runs.
+            # The model's stream (an upstream HTTP response) is closed before code runs (what
+            # `contextlib.aclosing` does, without its two coroutines a call).
             with tracing.model_call(conv.model):
-                async with contextlib.aclosing(self._backend.stream(request)) as events:
+                events = self._backend.stream(request)
+                try:
                     action = await self._read_step(conv, events, usage, stops)
+                finally:
+                    await events.aclose()
             await self._text(conv, stops.flush())
             usage.end_call()
             model_calls += 1
@@ -325,12 +326,15 @@ class TurnEngine:
     ) -> CodeCall | FunctionCalls | Finish | None:
         """Streams one model call's text; returns the code, calls or finish it ends with (None: no Finish,
         or the text reached a stop sequence, where closing the stream stops generation)."""
+        feed = stops.feed if stops.active else None
         async for event in events:
-            if isinstance(event, TextDelta) and event.text:
-                await self._text(conv, stops.feed(event.text))
+            if type(event) is TextDelta:  # the event of every token, so the first and cheapest test
+                text = event.text if feed is None else feed(event.text)
+                if text:
+                    await self._text(conv, text)
                 if stops.stopped:
                     return None
-            elif isinstance(event, Usage):
+            elif type(event) is Usage:
                 usage.report(event)
             elif isinstance(event, CodeCall | FunctionCalls | Finish):
                 return event
@@ -340,7 +344,11 @@ class TurnEngine:
         if not text:
             return
         _append_text(conv, text)
-        self._content_sent()
+        if self._started is not None:
+            self._content_sent()
+        if len(text) <= MAX_TEXT_CHARS:
+            await self._emit(ModelText(text))
+            return
         for start in range(0, len(text), MAX_TEXT_CHARS):
             await self._emit(ModelText(text[start : start + MAX_TEXT_CHARS]))
 
@@ -389,8 +397,11 @@ def _model_content(conv: Conversation) -> Content:
 
 def _append_text(conv: Conversation, text: str) -> None:
     parts = _model_content(conv).parts
-    if parts and parts[-1].text is not None and not parts[-1].thought:
-        parts[-1].text += text  # this turn's own part, shared with nothing: no new model per delta
+    last = parts[-1] if parts else None
+    if last is not None and last.text is not None and not last.thought:
+        # This turn's own part, shared with nothing: no new model per delta. Its `text` is set already
+        # (in its fields set), so the value is replaced in place, as pydantic's own assignment does.
+        last.__dict__["text"] = last.text + text
     else:
         parts.append(Part(text=text))
 

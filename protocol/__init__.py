@@ -6,6 +6,7 @@ from .codec import (
     MAX_SERVER_MESSAGE_BYTES,
     dump_client_message,
     dump_server_message,
+    parse_client_frame,
     parse_client_message,
     parse_server_message,
 )
@@ -47,6 +48,7 @@ from .rest import (
     ModelList,
 )
 from .server import (
+    GENERATION_COMPLETE,
     GoAway,
     ModalityTokenCount,
     ModelText,
@@ -86,6 +88,7 @@ __all__ = [
     "CLOSE_INTERNAL_ERROR",
     "CLOSE_INVALID_PAYLOAD",
     "CLOSE_POLICY_VIOLATION",
+    "GENERATION_COMPLETE",
     "MAX_CLOSE_REASON_BYTES",
     "MAX_SERVER_MESSAGE_BYTES",
     "SCHEDULING_VALUES",
@@ -158,6 +161,7 @@ __all__ = [
     "dump_server_message",
     "duration",
     "encode_base64",
+    "parse_client_frame",
     "parse_client_message",
     "parse_server_message",
 ]

@@ -77,7 +77,8 @@ class ClientMessage(WireModel):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ClientMessage:
-        count = sum(getattr(self, name) is not None for name in type(self).model_fields)
+        values = list(self.__dict__.values())  # the fields' values (no extras are kept)
+        count = len(values) - values.count(None)
         if count != 1:
             raise ValueError(f"exactly one message field must be set, got {count}")
         return self

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from .client import ClientMessage
 from .errors import CLOSE_INVALID_PAYLOAD, MessageTooLarge, ProtocolError
 from .fields import unknown_field
-from .server import ModelText, Outbound, ServerMessage
+from .server import GENERATION_COMPLETE, ModelText, Outbound, ServerMessage
 
 MAX_SERVER_MESSAGE_BYTES = 1 << 20
 """websockets' default ``max_size``, which the SDK client does not override."""
@@ -25,6 +25,7 @@ _FIELD_BY_KEY: dict[str, str] = {
 }
 _MODEL_TEXT_HEAD = b'{"serverContent":{"modelTurn":{"role":"model","parts":[{"text":'
 _MODEL_TEXT_TAIL = b"}]}}}"
+_GENERATION_COMPLETE = GENERATION_COMPLETE.model_dump_json(by_alias=True, exclude_none=True).encode()
 _json_string = json.JSONEncoder(ensure_ascii=False).encode  # escapes as pydantic does: ", \\, < 0x20
 _EXPECTED = ", ".join(f.alias or n for n, f in ClientMessage.model_fields.items())
 
@@ -32,6 +33,10 @@ _EXPECTED = ", ".join(f.alias or n for n, f in ClientMessage.model_fields.items(
 def _reject_constant(token: str) -> NoReturn:
     # json.loads would otherwise accept NaN / Infinity, which are not JSON.
     raise ValueError(f"invalid literal {token}")
+
+
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode  # made once: `json.loads` with an
+# argument makes a decoder (and its scanner) per call
 
 
 def _invalid(reason: str) -> ProtocolError:
@@ -64,7 +69,7 @@ def _load_json(data: bytes | str) -> Any:
     else:
         text = data
     try:
-        return json.loads(text.removeprefix("\ufeff"), parse_constant=_reject_constant)
+        return _decode(text.removeprefix("\ufeff"))
     except json.JSONDecodeError as exc:
         raise _invalid(
             f"Invalid JSON payload received. {exc.msg} at line {exc.lineno} column {exc.colno}."
@@ -79,11 +84,17 @@ def parse_client_message(data: bytes | str) -> ClientMessage:
     Raises ProtocolError(1007) for anything a client got wrong; the reason names
     the problem and is already cut to the 123-byte close-reason limit.
     """
+    return parse_client_frame(data)[0]
+
+
+def parse_client_frame(data: bytes | str) -> tuple[ClientMessage, bool]:
+    """`parse_client_message`, and whether the frame was plain text turns (`clientContent` whose turns
+    have only a role and text parts: the frame a client sends most, which sets no field beyond those)."""
     obj = _load_json(data)
     if not isinstance(obj, dict):
         raise _invalid(f"Invalid JSON payload received. Expected an object, got {type(obj).__name__}.")
     if _plain_text_turns(obj):
-        return ClientMessage.model_validate(obj)
+        return ClientMessage.model_validate(obj), True
     for key in obj:
         if key not in _FIELD_BY_KEY:
             raise _invalid(f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.')
@@ -98,7 +109,7 @@ def parse_client_message(data: bytes | str) -> ClientMessage:
         at = f"Unknown name \"{name}\" at '{where}'"
         raise _invalid(f"Invalid JSON payload received. {at}: Cannot find field.")
     try:
-        return ClientMessage.model_validate(obj)
+        return ClientMessage.model_validate(obj), False
     except ValidationError as exc:
         raise _invalid(_describe(exc)) from None
 
@@ -136,6 +147,8 @@ def dump_server_message(msg: Outbound) -> bytes:
     """
     if isinstance(msg, ModelText):
         raw = b"".join((_MODEL_TEXT_HEAD, _json_string(msg.text).encode("utf-8"), _MODEL_TEXT_TAIL))
+    elif msg is GENERATION_COMPLETE:
+        return _GENERATION_COMPLETE
     else:
         raw = msg.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
     if len(raw) > MAX_SERVER_MESSAGE_BYTES:

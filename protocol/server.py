@@ -142,5 +142,8 @@ class ModelText:
         )
 
 
+GENERATION_COMPLETE = ServerMessage(server_content=ServerContent(generation_complete=True))
+"""Every turn's `generationComplete` (never mutated: `dump_server_message` writes it from its bytes)."""
+
 Outbound = ServerMessage | ModelText
 """What a session sends: any server message, or a model text delta in its cheap form."""

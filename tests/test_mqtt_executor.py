@@ -108,6 +108,31 @@ async def test_cancelling_run_kills_the_remote_job(pool: MqttPool) -> None:
     await until(lambda: sum(w.running for w in pool.status().workers) == 0, 10, "the job to be killed")
 
 
+async def test_a_job_cancelled_before_its_worker_spoke_is_killed_there(
+    broker: Broker, pool: MqttPool
+) -> None:
+    """Cancelled the moment it is published, before any worker has said it took the job (a worker says
+    so only once a job has run a moment): the worker's late `accepted` finds the server no longer
+    waiting, and the server tells it to stop. The job sleeps 60 s; it must be gone long before."""
+    moment = time.monotonic()
+    before = await until(lambda: jobs_done_since(pool, moment), 10, "a heartbeat")
+    async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as watcher:
+        await watcher.subscribe(wire.JOBS, qos=0)  # a copy of every job, outside the workers' group
+        task = asyncio.create_task(pool.run(Job(code=SLEEPER, deadline_s=60)))
+        async with asyncio.timeout(10):
+            await anext(aiter(watcher.messages))
+        task.cancel()  # as the broker acknowledges the job to the server: a cancellation must not be lost
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    cancelled = time.monotonic()
+
+    def idle_after_one_more_job() -> bool:
+        done = jobs_done_since(pool, cancelled)
+        return done == before + 1 and not any(w.running for w in pool.status().workers)
+
+    await until(idle_after_one_more_job, 15, "the job to be killed on its worker")
+
+
 async def test_killed_worker_fails_its_job_and_the_next_go_to_the_other(
     pool: MqttPool, mqtt_workers: dict[str, Any]
 ) -> None:

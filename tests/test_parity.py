@@ -8,6 +8,7 @@ import asyncio
 import json
 import types
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 from websockets.exceptions import ConnectionClosed
 
 from live.parity import FIELDS, Status, document, model_fields
-from protocol import ClientMessage, ServerMessage
+from protocol import ClientMessage, ServerMessage, parse_client_frame
 from protocol.fields import known_fields
 from tests.conftest import Server
 
@@ -155,3 +156,45 @@ async def test_each_ignored_field_is_accepted(server: Server, key: str) -> None:
     code, reason, received = await outcome(server, frames)
     assert code is None, (key, frames, code, reason)
     assert any("setupComplete" in m for m in received)
+
+
+def _set_fields(message: BaseModel) -> Iterator[str]:
+    """`Model.field` for every field set in `message`, nested ones too."""
+    for name in message.model_fields_set:
+        yield f"{type(message).__name__}.{type(message).model_fields[name].alias or name}"
+        value = getattr(message, name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, BaseModel):
+                yield from _set_fields(item)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "Hi!"}]}], "turnComplete": True}},
+        {"clientContent": {"turns": [{"parts": [{"text": "a"}, {"text": "b"}]}, {"role": "model", "parts": []}]}},  # noqa: E501
+        {"clientContent": {"turnComplete": True}},
+    ],
+)  # fmt: skip
+def test_plain_text_frames_set_only_fields_nothing_refuses(message: dict[str, Any]) -> None:
+    """The session skips the refusal walk for plain text turns (live/session.py): there must be nothing
+    for it to find in them."""
+    parsed, plain_text = parse_client_frame(json.dumps(message))
+    assert plain_text
+    keys = set(_set_fields(parsed))
+    assert {"ClientMessage.clientContent"} < keys
+    for key in keys:
+        assert FIELDS[key].status is Status.SUPPORTED and FIELDS[key].refuses is None, key
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"clientContent": {"turns": [{"role": "user", "parts": [{"text": "a", "thought": True}]}]}},
+        {"clientContent": {"turns": [{"parts": [{"inlineData": {"mimeType": "text/csv", "data": "YQ=="}}]}]}},
+        {"client_content": {"turns": [{"parts": [{"text": "a"}]}]}},
+        {"realtimeInput": {"text": "a"}},
+    ],
+)  # fmt: skip
+def test_other_frames_are_not_plain_text(message: dict[str, Any]) -> None:
+    assert parse_client_frame(json.dumps(message))[1] is False

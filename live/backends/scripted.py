@@ -7,6 +7,7 @@ recovered from the history (which code and call steps already ran), exactly as a
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import weakref
@@ -226,6 +227,13 @@ def _render_args(args: dict[str, Any], match: re.Match[str], view: _TurnView) ->
     return rendered
 
 
+@functools.lru_cache(maxsize=256)
+def _chunks(text: str) -> tuple[tuple[str, int], ...]:
+    """A reply's text as streamed (up to four words a chunk), each chunk with its word count. A script's
+    replies are few and mostly the same text every time: each is split once."""
+    return tuple((chunk, len(chunk.split())) for chunk in _CHUNK.findall(text))
+
+
 def _words(contents: Sequence[Content]) -> int:
     """The scripted model's token count: words of text, code, code output and function responses."""
     return sum(len(_part_text(p).split()) for c in contents for p in c.parts)
@@ -329,10 +337,9 @@ class ScriptedBackend:
         for step in steps:
             if step.text is not None:
                 text = _render(step.text, match, view) if match else step.text
-                for i, chunk in enumerate(_CHUNK.findall(text)):
+                for i, (chunk, words) in enumerate(_chunks(text)):
                     if step.pace_s and i:
                         await asyncio.sleep(step.pace_s)
-                    words = len(chunk.split())
                     if budget is not None and produced + words > budget:
                         kept = chunk.split()[: budget - produced]
                         if kept:
@@ -341,7 +348,7 @@ class ScriptedBackend:
                         yield Finish("MAX_TOKENS")
                         return
                     yield TextDelta(chunk)
-                    produced += len(chunk.split())
+                    produced += words
                     yield Usage(prompt, produced)  # cumulative, so a cut-off stream is counted too
             elif step.code is not None:
                 if not request.code_execution:

@@ -12,8 +12,9 @@ import contextlib
 import random
 import socket
 import ssl
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -24,6 +25,7 @@ from paho.mqtt.properties import Properties
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 MAX_BACKOFF_S = 10.0
+T = TypeVar("T")
 
 
 class BrokerConfig(BaseModel):
@@ -124,6 +126,16 @@ class PromptClient(aiomqtt.Client):
         info = self._client.publish(topic, payload, 1, False, props)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise aiomqtt.MqttCodeError(info.rc, "could not publish the message")
+
+    async def _wait_for(self, fut: Awaitable[T], timeout: float | None) -> T:  # noqa: ASYNC109 (aiomqtt's signature)
+        """aiomqtt awaits acknowledgements through `asyncio.wait_for`, which on Python 3.11 returns the
+        result and drops a cancellation that arrives as the acknowledgement does: a turn interrupted
+        while its job's PUBACK came in went on waiting for the job. Cancelled is cancelled."""
+        result = await super()._wait_for(fut, timeout)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+        return result
 
     def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: PahoSocket) -> None:
         try:

@@ -2,9 +2,9 @@
 
 One aiomqtt client lives as long as the pool; one receive task reads every message and resolves the
 pending job it names (correlation data = job id). A job is published at QoS 1 with this server's inbox as
-its response topic; the worker that takes it answers `accepted` as the job starts, then host calls and
-the result. Messages are acknowledged (PUBACK) once handled, so the acknowledgement's send is not on the
-way of the work it follows.
+its response topic; the worker that takes it answers with the result, after `accepted` if the job makes
+host calls or runs for more than a moment (a quick job's result is its acceptance). Messages are
+acknowledged (PUBACK) once handled, so the acknowledgement's send is not on the way of the work it follows.
 Failures end a job with OUTCOME_FAILED and say why, never by hanging or running it twice:
   nobody accepts within accept_timeout_s   -> published once more, then failed
   its worker goes offline or stops beating -> failed (not retried: it may have had effects)
@@ -271,18 +271,19 @@ class MqttPool:
     def _on_job_message(self, job_id: str, pending: _Pending | None, message: wire.Message) -> None:
         header = message[0]
         kind, worker = header.get("t"), header.get("worker")
-        if kind == "accepted" and isinstance(worker, str):
+        if kind in ("accepted", "result") and isinstance(worker, str):  # a quick job's result accepts it
             if pending is not None and not pending.accepted.done():
                 pending.worker = worker
                 pending.accepted.set_result(worker)
-            elif pending is None or pending.worker != worker:  # taken twice, or already over: stop it
+            elif kind == "accepted" and (pending is None or pending.worker != worker):
+                # Taken twice, or over before its worker said so (cancelled meanwhile): stop it.
                 with contextlib.suppress(ValueError):
                     self._spawn(
                         self._send(wire.worker_inbox(wire.check_name(worker)), job_id, ({"t": "cancel"}, []))
                     )
-        elif pending is None:
+        if pending is None:
             return
-        elif kind == "call" and pending.worker is not None:
+        if kind == "call" and pending.worker is not None:
             task = self._spawn(self._answer(job_id, pending, header))
             pending.calls.add(task)
             task.add_done_callback(pending.calls.discard)

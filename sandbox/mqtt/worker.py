@@ -38,6 +38,7 @@ log = logging.getLogger("openlive.worker")
 BODY_TIMEOUT_S = 30.0
 MAX_MESSAGE_BYTES = 512 << 20  # a job's input files, reassembled
 _REMEMBERED_JOBS = 10_000  # QoS 1 may deliver a job twice: run it once
+ACCEPT_AFTER_S = 0.02  # a job still running by then says it is this worker's (quicker ones: their result)
 
 
 class HostCallFailed(Exception):
@@ -169,7 +170,31 @@ class RemoteWorker:
             for payload in wire.split(msg, self._broker.max_payload_bytes, f"{job_id}.{next(self._calls)}"):
                 await client.publish(job.reply_to, payload, qos=1, properties=properties(job_id))
 
+        accepted = False
+
+        def accept() -> None:
+            """Says the job is this worker's, and only then acknowledges the offer.
+
+            Sent only once it matters: before the job's first host call, or once the job has run for
+            ACCEPT_AFTER_S. A quicker job's result says it all; until then the job has had no effect
+            outside its sandbox, so a worker that dies before accepting cannot make a job act twice (the
+            server offers it once more). Each message on loopback wakes the broker and the server, which
+            during a short job costs the job more than the message's own work.
+            """
+            nonlocal accepted
+            if accepted:
+                return
+            accepted = True
+            timer.cancel()
+            try:
+                message = frames.encode({"t": "accepted", "worker": self.name}, [])
+                client.publish_now(job.reply_to, message, properties(job_id))
+            except aiomqtt.MqttError as e:  # the receive loop meets the lost connection and reconnects
+                log.warning("worker %s: could not accept job %s: %s", self.name, job_id, e)
+            client.ack(offer)
+
         async def host_call(name: str, args: dict[str, Any]) -> Any:
+            accept()  # the server must know who runs a job that acts outside its sandbox
             n = next(self._calls)
             reply = job.replies[n] = asyncio.get_running_loop().create_future()
             try:
@@ -181,33 +206,25 @@ class RemoteWorker:
                 return answer.get("value")
             raise HostCallFailed(str(answer.get("error") or "the host call failed"))
 
-        def accept() -> None:
-            """Says the job is this worker's, and only then acknowledges the offer. Sent once the pool
-            has the job (the job's first step), so it costs the job nothing: any host call the job makes
-            is published after it, and a job with no host calls has no effects outside its sandbox, so a
-            worker that dies in between cannot make a job act twice."""
-            try:
-                accepted = frames.encode({"t": "accepted", "worker": self.name}, [])
-                client.publish_now(job.reply_to, accepted, properties(job_id))
-            except aiomqtt.MqttError as e:  # the receive loop meets the lost connection and reconnects
-                log.warning("worker %s: could not accept job %s: %s", self.name, job_id, e)
-            client.ack(offer)
-
+        timer = asyncio.get_running_loop().call_later(ACCEPT_AFTER_S, accept)
         try:
             try:
-                if job.body is None:
-                    asyncio.get_running_loop().call_soon(accept)  # runs once `pool.run` has taken the job
-                else:  # the server sends a deferred job's body once it knows who took it
+                if job.body is not None:  # the server sends a deferred job's body once it knows who took it
                     accept()
                     async with asyncio.timeout(BODY_TIMEOUT_S):
                         message = await job.body
                 result = await self._pool.run(wire.parse_job(message), host_call)
             except (frames.FrameError, SandboxUnavailable, TimeoutError) as e:
                 result = Result(outcome=Outcome.FAILED, output=f"[sandbox] worker {self.name}: {e}")
+            timer.cancel()  # the result names this worker: it accepts the job as well
             await publish(wire.result_message(result, self.name))
+            if not accepted:
+                accepted = True
+                client.ack(offer)
         except asyncio.CancelledError:
             return  # cancelled by the server (it has already answered) or the connection is gone
         finally:
+            timer.cancel()
             self._jobs.pop(job_id, None)
 
 

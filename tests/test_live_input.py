@@ -41,6 +41,24 @@ async def test_all_input_coverage_joins_text_sent_before_the_activity(semantics_
     assert turn.text() == "echo: early and late"
 
 
+async def test_input_while_the_user_holds_the_floor_is_answered_after_it(semantics_server: Server) -> None:
+    """A clientContent sent during an open activity starts no turn until `activityEnd`; then it is
+    answered, and the activity's own turn after it, in the order they came."""
+    async with semantics_server.client().aio.live.connect(model=MODEL, config=manual()) as session:
+        await session.send_realtime_input(activity_start=types.ActivityStart())
+        await session.send_client_content(
+            turns=types.Content(role="user", parts=[types.Part(text="echo held")]), turn_complete=True
+        )
+        await session.send_realtime_input(text="echo inside")
+        await session.send_realtime_input(activity_end=types.ActivityEnd())
+        held = await receive_turn(session)
+        inside = await receive_turn(session)
+    assert (held.text(), inside.text()) == ("echo: held", "echo: inside")
+    (usage,) = inside.of("turn_complete")  # the second turn read the first, and its answer
+    read = ["echo held", "echo: held", "echo inside"]
+    assert usage.prompt_token_count == len(" ".join(read).split())
+
+
 async def test_text_outside_an_activity_is_refused_not_lost(semantics_server: Server) -> None:
     async with semantics_server.client().aio.live.connect(model=MODEL, config=manual()) as session:
         await session.send_realtime_input(text="echo nowhere")

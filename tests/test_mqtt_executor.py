@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 from collections import Counter
@@ -13,8 +14,9 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from sandbox import File, Job, Outcome
+from sandbox import File, Job, Outcome, frames
 from sandbox.mqtt import BrokerConfig, MqttPool, wire
+from sandbox.mqtt.broker import correlation, properties, response_topic
 from tests.mqtt_helpers import Broker, Worker, until
 
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)\n"
@@ -169,6 +171,44 @@ async def test_no_worker_fails_fast_and_clearly(tmp_path: Path) -> None:
     finally:
         await lonely.close()
         empty.stop()
+
+
+async def test_a_malformed_quick_result_fails_its_job_at_once(tmp_path: Path) -> None:
+    """A worker that answers a job at once, as a quick job's result comes (no `accepted` before it), with
+    a result the server cannot read: the job fails with a clear message, without waiting for an
+    acceptance that will not come, and is not offered again."""
+    lone = Broker(tmp_path)
+    lone.start()
+    pool = MqttPool(BrokerConfig.parse(lone.url), accept_timeout_s=5.0)
+    offers: list[aiomqtt.Message] = []
+    try:
+        async with aiomqtt.Client("127.0.0.1", lone.port, protocol=aiomqtt.ProtocolVersion.V5) as fake:
+            await fake.subscribe(wire.SHARED_JOBS, qos=1)
+            await pool.start()
+            status = {"name": "fake", "state": "online", "heartbeat_s": 60}
+            await fake.publish(wire.worker_status("fake"), json.dumps(status).encode(), qos=1)
+            await wait_online(pool, {"fake"})
+
+            async def answer() -> None:
+                async for offer in fake.messages:
+                    offers.append(offer)
+                    reply_to, job_id = response_topic(offer), correlation(offer)
+                    assert reply_to is not None and job_id is not None
+                    unreadable = frames.encode({"t": "result"}, [])  # no outcome, no worker
+                    await fake.publish(reply_to, unreadable, qos=1, properties=properties(job_id))
+
+            answering = asyncio.create_task(answer())
+            started = time.monotonic()
+            result = await pool.run(Job(code="print(1)"))
+            took = time.monotonic() - started
+            answering.cancel()
+    finally:
+        await pool.close()
+        lone.stop()
+    assert result.outcome == Outcome.FAILED
+    assert result.output.startswith("[sandbox] a worker sent a malformed result"), result.output
+    assert took < 5.0  # not the accept timeout
+    assert len(offers) == 1
 
 
 async def test_broker_login_is_used_and_never_shown(tmp_path: Path) -> None:

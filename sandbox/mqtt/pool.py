@@ -21,6 +21,7 @@ import json
 import logging
 import time
 import uuid
+from asyncio import FIRST_COMPLETED
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,8 +199,8 @@ class MqttPool:
         for attempt in (1, 2):
             try:
                 await self._publish(wire.JOBS, offer, properties(job_id, self._inbox))
-                async with asyncio.timeout(self._accept_timeout_s):
-                    worker = await asyncio.shield(pending.accepted)
+                async with asyncio.timeout(self._accept_timeout_s):  # `wait` leaves both futures be
+                    await asyncio.wait((pending.accepted, pending.result), return_when=FIRST_COMPLETED)
                 break
             except TimeoutError:
                 log.warning(
@@ -212,6 +213,9 @@ class MqttPool:
                 return self._failed(f"could not send the job to the MQTT broker: {e}")
         else:
             return self._failed(f"no sandbox worker took the job within {self._accept_timeout_s:g} s, twice")
+        if pending.result.done():  # a quick job's result (it names its worker), or a failure, came first
+            return pending.result.result()
+        worker = pending.accepted.result()
         if len(body) > 1:
             for payload in body:
                 await self._publish(wire.worker_inbox(worker), payload, properties(job_id))
@@ -271,11 +275,11 @@ class MqttPool:
     def _on_job_message(self, job_id: str, pending: _Pending | None, message: wire.Message) -> None:
         header = message[0]
         kind, worker = header.get("t"), header.get("worker")
-        if kind in ("accepted", "result") and isinstance(worker, str):  # a quick job's result accepts it
+        if kind == "accepted" and isinstance(worker, str):
             if pending is not None and not pending.accepted.done():
                 pending.worker = worker
                 pending.accepted.set_result(worker)
-            elif kind == "accepted" and (pending is None or pending.worker != worker):
+            elif pending is None or pending.worker != worker:
                 # Taken twice, or over before its worker said so (cancelled meanwhile): stop it.
                 with contextlib.suppress(ValueError):
                     self._spawn(
@@ -291,7 +295,8 @@ class MqttPool:
             try:
                 pending.result.set_result(wire.parse_result(message))
             except frames.FrameError as e:
-                pending.fail(f"worker {pending.worker} sent a malformed result: {e}")
+                name = pending.worker or (worker if isinstance(worker, str) else None)
+                pending.fail(f"{f'worker {name}' if name else 'a worker'} sent a malformed result: {e}")
 
     async def _answer(self, job_id: str, pending: _Pending, call: dict[str, Any]) -> None:
         """A host call from the running code: ask the session's callback, send its answer to the worker."""

@@ -132,7 +132,7 @@ def _safe_name(name: Any) -> str | None:
     return path.as_posix()
 
 
-def _job_header(job: Job, config: PoolConfig) -> tuple[dict[str, Any], list[bytes]]:
+def _job_header(job: Job, config: PoolConfig, linger: bool) -> tuple[dict[str, Any], list[bytes]]:
     names = []
     for f in job.files:
         name = _safe_name(f.name)
@@ -148,6 +148,7 @@ def _job_header(job: Job, config: PoolConfig) -> tuple[dict[str, Any], list[byte
         "max_images": config.max_figures,
         "max_files": config.max_output_files,
         "max_file_bytes": config.max_output_file_bytes,
+        "linger": linger,
     }
     return header, [f.data for f in job.files]
 
@@ -244,8 +245,12 @@ async def converse(
     host_call: HostCall | None,
     config: PoolConfig,
     exit_status: Callable[[], Awaitable[ExitStatus]],
+    linger: bool = False,
 ) -> Result:
-    """Run the job over an established channel. Takes ownership of the channel and both descriptors."""
+    """Run the job over an established channel. Takes ownership of the channel and both descriptors.
+
+    With `linger`, the runner waits to be killed after its report instead of exiting at once.
+    """
     started = time.perf_counter()  # not loop.time(): uvloop's clock ticks in whole ms
     out = _Output(stdout_fd, config.output_cap_bytes, config.output_drain_bytes)
     err = _Output(stderr_fd, config.output_cap_bytes, config.output_drain_bytes)
@@ -260,7 +265,7 @@ async def converse(
 
     try:
         async with asyncio.timeout(job.deadline_s):
-            header, blobs = _job_header(job, config)
+            header, blobs = _job_header(job, config, linger)
             writer.write(frames.encode(header, blobs))
             await writer.drain()
             message = await _Dialogue(job, host_call, config).run(reader, writer)

@@ -13,6 +13,7 @@ import errno
 import io
 import os
 import random
+import signal
 import socket
 import struct
 import sys
@@ -225,7 +226,7 @@ def prepare() -> list[io.TextIOWrapper]:
 
 
 def serve(channel: socket.socket, streams: list[io.TextIOWrapper]) -> NoReturn:
-    """Receive one job, run it, report, and exit: a runner is never reused."""
+    """Receive one job, run it, report, and exit (or wait to be killed): a runner is never reused."""
     header, blobs = frames.recv(channel)
     inputs = dict(zip(header["files"], blobs, strict=True))
     for name, data in inputs.items():
@@ -247,5 +248,11 @@ def serve(channel: socket.socket, streams: list[io.TextIOWrapper]) -> NoReturn:
     os.close(2)
     done = {"t": "done", "exit": exit_code, "limit": limit, "images": len(images), "files": names}
     frames.send(channel, done, images + data)
-    os.nice(19)  # tearing down this copy of the image is nobody's wait: let the next job's runner go first
+    if header.get("linger"):
+        # Tearing down this copy of the image costs ~2 ms of CPU, which nice does not lower where the
+        # kernel groups by session (autogroup: this runner is a session of its own). The pool kills
+        # it once the result is on its way.
+        while True:
+            signal.pause()
+    os.nice(19)  # where nice counts, the next job's runner goes first
     os._exit(0)

@@ -30,7 +30,7 @@ _TEARDOWN_TIMEOUT_S = 10.0
 # A used runner's exit costs about 2 ms of CPU (its memory and namespaces). While the stock can spare
 # it, it is put off this long, so that on a busy core it does not delay the result on its way (the next
 # process to wake: the caller's task here, or the broker and the server for a remote worker).
-_RETIRE_AFTER_S = 0.01
+_RETIRE_AFTER_S = 0.005
 _MAX_BACKOFF_S = 30.0
 
 

@@ -27,8 +27,8 @@ from sandbox.worker import Runner, RunnerFailed, Worker
 log = logging.getLogger("openlive.sandbox")
 
 _TEARDOWN_TIMEOUT_S = 10.0
-# A used runner's exit costs about 2 ms of CPU (its memory and namespaces). While the stock can spare
-# it, it is put off this long, so that on a busy core it does not delay the result on its way (the next
+# A used runner's exit costs about 2 ms of CPU (its memory and namespaces). When nothing else is going
+# on, it is put off this long, so that on a busy core it does not delay the result on its way (the next
 # process to wake: the caller's task here, or the broker and the server for a remote worker).
 _RETIRE_AFTER_S = 0.005
 _MAX_BACKOFF_S = 30.0
@@ -291,8 +291,9 @@ class LocalPool:
         async def exit_status() -> ExitStatus:
             return await asyncio.shield(runner.finished)
 
-        # While the stock can spare it, the runner's exit waits until the result is on its way.
-        linger = len(self._ready) >= self.config.slots and not len(self._queue)
+        # When the pool is otherwise at rest (every other runner ready, no job waiting), the runner's exit
+        # waits until the result is on its way; in a burst it exits at once, so refills are not delayed.
+        linger = len(self._ready) + len(self._busy) == self.config.runners and not len(self._queue)
         result: Result | None = None
         try:
             result = await converse(

@@ -18,7 +18,7 @@ import os
 import signal
 import socket
 import sys
-from collections import deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,7 @@ class RemoteWorker:
         self._pool = pool
         self._heartbeat_s = heartbeat_s
         self._jobs: dict[str, _RunningJob] = {}
-        self._seen: deque[str] = deque(maxlen=_REMEMBERED_JOBS)
+        self._seen: OrderedDict[str, None] = OrderedDict()  # the newest _REMEMBERED_JOBS, O(1) to look up
         self._calls = itertools.count()
 
     def _status(self, state: str) -> bytes:
@@ -139,7 +139,9 @@ class RemoteWorker:
             reply_to = response_topic(message)
             if reply_to is None or job_id in self._seen:
                 return None
-            self._seen.append(job_id)
+            self._seen[job_id] = None
+            if len(self._seen) > _REMEMBERED_JOBS:
+                self._seen.popitem(last=False)
             body = asyncio.get_running_loop().create_future() if header.get("deferred") else None
             job = self._jobs[job_id] = _RunningJob(reply_to, body=body)
             job.task = tg.create_task(self._serve(client, job_id, job, decoded, message))

@@ -211,6 +211,42 @@ async def test_a_malformed_quick_result_fails_its_job_at_once(tmp_path: Path) ->
     assert len(offers) == 1
 
 
+async def test_a_job_delivered_twice_runs_once(tmp_path: Path) -> None:
+    """QoS 1 may deliver a job to a worker twice (a redelivery after a lost acknowledgement): it runs
+    once. A one-slot worker runs its jobs in order, so a second run of the twice-delivered job would
+    report before the job sent after it."""
+    lone = Broker(tmp_path)
+    lone.start()
+    worker = Worker("w-once", lone, tmp_path / "worker.log", args=["--slots", "1"])
+    worker.start()
+    results: list[tuple[str | None, str]] = []
+    try:
+        async with aiomqtt.Client("127.0.0.1", lone.port, protocol=aiomqtt.ProtocolVersion.V5) as server:
+            await server.subscribe("test/replies", qos=1)
+            await server.subscribe(wire.worker_status("w-once"), qos=1)
+            async with asyncio.timeout(30):  # its first heartbeat follows its subscriptions
+                async for message in server.messages:
+                    if json.loads(message.payload)["state"] == "online":
+                        break
+            twice, after = "job-twice", "job-after"
+            for job_id, code in ((twice, "print('twice')"), (twice, "print('twice')"), (after, "print(1)")):
+                payload = frames.encode(*wire.job_message(job_id, Job(code=code, session="s")))
+                await server.publish(wire.JOBS, payload, qos=1, properties=properties(job_id, "test/replies"))
+            async with asyncio.timeout(30):
+                async for message in server.messages:
+                    if message.topic.value != "test/replies":
+                        continue  # a heartbeat
+                    header, _ = frames.decode(bytes(message.payload))
+                    if header.get("t") == "result":
+                        results.append((correlation(message), header["output"]))
+                        if correlation(message) == after:
+                            break
+    finally:
+        worker.stop()
+        lone.stop()
+    assert results == [("job-twice", "twice\n"), ("job-after", "1\n")]
+
+
 async def test_broker_login_is_used_and_never_shown(tmp_path: Path) -> None:
     passwd = tmp_path / "passwd"
     await asyncio.to_thread(

@@ -245,7 +245,7 @@ async def converse(
     host_call: HostCall | None,
     config: PoolConfig,
     exit_status: Callable[[], Awaitable[ExitStatus]],
-    linger: bool = False,
+    linger: bool,
 ) -> Result:
     """Run the job over an established channel. Takes ownership of the channel and both descriptors.
 
